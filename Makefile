@@ -1,0 +1,35 @@
+# Thin targets; the work is done by the scripts in hack/.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: venv
+venv: ## Create .venv with the package and its test extras
+	hack/venv.sh
+
+.PHONY: test
+test: ## Lint (ruff), types (mypy --strict), unit and integration tests: no cluster needed
+	hack/test.sh
+
+.PHONY: up
+up: ## Create the kind cluster if missing, build and load images, deploy operator and sample
+	hack/up.sh
+
+.PHONY: e2e
+e2e: ## Run tests/e2e on kind (KEEP_CLUSTER=1 leaves the cluster up)
+	hack/e2e.sh
+
+.PHONY: down
+down: ## Delete the kind cluster
+	hack/down.sh
+
+.PHONY: images
+images: ## Build the backend, nginx and operator images
+	hack/build-images.sh
+
+.PHONY: airgap
+airgap: ## Build every cluster image locally, with no registry (hack/airgap)
+	hack/airgap/build.sh

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the backend, nginx and operator images. On air-gapped hosts the base images are the ones that
+# hack/airgap/build.sh made from Debian packages; otherwise the Dockerfiles' defaults (official images).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+build_args=()
+if airgap_enabled; then
+  [[ -f $SCALEDAPI_CACHE/images.env ]] || die "$SCALEDAPI_CACHE/images.env is missing: run hack/airgap/build.sh"
+  source "$SCALEDAPI_CACHE/images.env"
+  build_args=(--build-arg "PYTHON_BASE=${PYTHON_BASE}" --build-arg "NGINX_BASE=${NGINX_BASE}")
+fi
+
+build() {
+  local image=$1 dockerfile=$2 start=$SECONDS
+  docker build --quiet "${build_args[@]}" -f "$dockerfile" -t "$image" . >/dev/null
+  log "built ${image} in $((SECONDS - start)) s"
+}
+build "$BACKEND_IMAGE" backend/Dockerfile
+docker tag "$BACKEND_IMAGE" "$BACKEND_IMAGE_ALT"
+build "$NGINX_IMAGE" nginx/Dockerfile
+build "$OPERATOR_IMAGE" operator/Dockerfile

@@ -1,0 +1,54 @@
+# shellcheck shell=bash
+# Shared settings and helpers for the scripts in hack/. Source it; it does nothing by itself.
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export REPO_ROOT
+# The air-gap cache lives outside the repository so that fresh clones on one machine (as CI uses) share it.
+export SCALEDAPI_CACHE=${SCALEDAPI_CACHE:-/var/cache/scaledapi}
+export CLUSTER_NAME=${CLUSTER_NAME:-scaledapi}
+export KUBECONTEXT="kind-${CLUSTER_NAME}"
+export PATH="${SCALEDAPI_CACHE}/bin:${PATH}"
+# Debian's engine (20.10) has no buildx; the classic builder uses local base images as they are.
+export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}
+
+OPERATOR_NAMESPACE=scaledapi-system
+OPERATOR_DEPLOYMENT=scaledapi-operator
+BACKEND_IMAGE=scaledapi/backend:dev
+# A second tag of the same backend image: the e2e suite changes to it to force a rolling update.
+BACKEND_IMAGE_ALT=scaledapi/backend:dev2
+NGINX_IMAGE=scaledapi/nginx:dev
+OPERATOR_IMAGE=scaledapi/operator:dev
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+kubectl_ctx() { kubectl --context "$KUBECONTEXT" "$@"; }
+
+# True when a container registry answers; any HTTP answer (even 401) counts, a DNS or connect failure not.
+registry_reachable() {
+  curl -s -o /dev/null --max-time 5 https://registry-1.docker.io/v2/
+}
+
+# AIRGAP=1 forces the locally built images, AIRGAP=0 the upstream ones; anything else detects.
+airgap_enabled() {
+  case "${AIRGAP:-auto}" in
+    1 | true | yes) return 0 ;;
+    0 | false | no) return 1 ;;
+  esac
+  if registry_reachable; then return 1; fi
+  return 0
+}
+
+cluster_exists() {
+  command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"
+}
+
+# Poll a command until it succeeds or the deadline (seconds) passes.
+wait_until() {
+  local deadline=$(($(date +%s) + $1)) what=$2
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if (($(date +%s) >= deadline)); then die "timed out waiting for ${what}"; fi
+    sleep 1 # poll interval
+  done
+}
