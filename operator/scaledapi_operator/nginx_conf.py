@@ -1,0 +1,205 @@
+"""Render the nginx configuration of the proxy pods.
+
+Pure functions only: the operator calls :func:`render_nginx_conf` with the ready backend addresses and writes
+the text into ConfigMap ``NAME-proxy``; the nginx pod checks it with ``nginx -t`` before it goes live.
+
+Nothing untrusted is pasted into the text without validation: addresses go through :mod:`ipaddress`, ports
+and numbers are checked integers, the runtime directory is an absolute path of safe characters. The output
+is deterministic (endpoints sorted and de-duplicated), so equal inputs give equal text and an equal hash.
+
+The config is self-contained (no ``include``), writes nothing outside ``runtime_dir``, logs errors to stderr
+and requests to stdout, has no ``user`` directive (nginx runs as non-root) and only uses directives that
+nginx 1.22 (Debian bookworm) already knows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Endpoint", "NginxSettings", "config_hash", "render_nginx_conf"]
+
+UPSTREAM_NAME = "scaledapi_backend"
+# Enough for the 50 replicas the CRD allows (one peer takes well under 1 KiB of the zone).
+UPSTREAM_ZONE_SIZE = "128k"
+# Idle connections each worker keeps to the backends; the backend keeps idle connections open longer than
+# this (gunicorn keepalive 75 s > keepalive_timeout 30 s) so nginx is the side that closes them.
+UPSTREAM_KEEPALIVE = 16
+UPSTREAM_KEEPALIVE_TIMEOUT_S = 30
+CONNECT_TIMEOUT = "1s"
+
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One ready backend address, as found in the EndpointSlices of ``NAME-backend``."""
+
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True)
+class NginxSettings:
+    """What the renderer needs from the ScaledApi spec; usable without a cluster."""
+
+    listen_port: int = 8080
+    runtime_dir: str = "/tmp/nginx"  # pid file and temp paths (an emptyDir in the pod)  # noqa: S108
+    worker_processes: int = 1
+    next_upstream_tries: int = 3
+    upstream_timeout_seconds: int = 30
+
+
+def config_hash(text: str) -> str:
+    """First 16 hex digits of the SHA-256 of the rendered text (annotation ``scaledapi.dev/config-hash``)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> int:
+    # bool is an int subclass; True is not a port.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, got {value}")
+    return value
+
+
+def _check_settings(settings: NginxSettings) -> None:
+    _check_int("listen_port", settings.listen_port, 1, 65535)
+    _check_int("worker_processes", settings.worker_processes, 1, 64)
+    _check_int("next_upstream_tries", settings.next_upstream_tries, 1, 100)
+    _check_int("upstream_timeout_seconds", settings.upstream_timeout_seconds, 1, 3600)
+    rd = settings.runtime_dir
+    if not isinstance(rd, str) or not _SAFE_PATH.match(rd) or "/../" in f"{rd}/" or rd == "/":
+        raise ValueError(f"runtime_dir must be an absolute path of [A-Za-z0-9._/-], got {rd!r}")
+
+
+def _server_address(endpoint: Endpoint) -> tuple[int, ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    if not isinstance(endpoint.ip, str):
+        raise ValueError(f"endpoint ip must be a string, got {endpoint.ip!r}")
+    try:
+        ip = ipaddress.ip_address(endpoint.ip)
+    except ValueError as exc:
+        raise ValueError(f"endpoint ip is not an IP address: {endpoint.ip!r}") from exc
+    port = _check_int("endpoint port", endpoint.port, 1, 65535)
+    return (ip.version, ip, port)
+
+
+def _format_server(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
+    host = f"[{ip}]" if ip.version == 6 else str(ip)
+    return f"{host}:{port}"
+
+
+def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) -> str:
+    """Return the complete ``nginx.conf`` for these settings and ready endpoints.
+
+    Raises ValueError on an invalid address, port or setting. Endpoints are sorted and de-duplicated.
+    With no endpoint the config still passes ``nginx -t`` and answers every API request with a JSON 503.
+    """
+    _check_settings(settings)
+    addresses = sorted({_server_address(e) for e in endpoints})
+    rd = settings.runtime_dir.rstrip("/")
+    timeout = f"{settings.upstream_timeout_seconds}s"
+
+    lines: list[str] = [
+        "# Rendered by scaledapi-operator (scaledapi_operator.nginx_conf); do not edit.",
+        f"# Ready endpoints: {len(addresses)}",
+        f"worker_processes {settings.worker_processes};",
+        f"pid {rd}/nginx.pid;",
+        "error_log stderr notice;",
+        "",
+        "events {",
+        "    worker_connections 1024;",
+        "}",
+        "",
+        "http {",
+        f"    client_body_temp_path {rd}/client_body_temp;",
+        f"    proxy_temp_path {rd}/proxy_temp;",
+        f"    fastcgi_temp_path {rd}/fastcgi_temp;",
+        f"    uwsgi_temp_path {rd}/uwsgi_temp;",
+        f"    scgi_temp_path {rd}/scgi_temp;",
+        "",
+        "    default_type application/octet-stream;",
+        "    server_tokens off;",
+        "    keepalive_timeout 65s;",
+        "",
+        "    log_format scaledapi '$remote_addr [$time_iso8601] \"$request\" $status $body_bytes_sent '",
+        "                         'upstream=$upstream_addr upstream_status=$upstream_status '",
+        "                         'request_time=$request_time upstream_time=$upstream_response_time';",
+        "    access_log /dev/stdout scaledapi;",
+        "",
+    ]
+    if addresses:
+        lines += [
+            f"    upstream {UPSTREAM_NAME} {{",
+            f"        zone {UPSTREAM_NAME} {UPSTREAM_ZONE_SIZE};",
+            *(
+                f"        server {_format_server(ip, port)} max_fails=1 fail_timeout=5s;"
+                for _, ip, port in addresses
+            ),
+            f"        keepalive {UPSTREAM_KEEPALIVE};",
+            f"        keepalive_timeout {UPSTREAM_KEEPALIVE_TIMEOUT_S}s;",
+            "    }",
+            "",
+        ]
+    lines += [
+        "    server {",
+        f"        listen {settings.listen_port};",
+        "",
+        "        location = /healthz {",
+        "            access_log off;",
+        "            default_type application/json;",
+        '            return 200 \'{"status":"ok"}\\n\';',
+        "        }",
+        "",
+    ]
+    if addresses:
+        lines += [
+            "        location / {",
+            f"            proxy_pass http://{UPSTREAM_NAME};",
+            "            proxy_http_version 1.1;",
+            '            proxy_set_header Connection "";',
+            "            proxy_set_header Host $http_host;",
+            "            proxy_set_header X-Real-IP $remote_addr;",
+            "            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+            "            proxy_set_header X-Forwarded-Proto $scheme;",
+            f"            proxy_connect_timeout {CONNECT_TIMEOUT};",
+            f"            proxy_send_timeout {timeout};",
+            f"            proxy_read_timeout {timeout};",
+            "            # Retry on another backend; nginx never retries non-idempotent requests (no",
+            "            # non_idempotent flag) once they were sent.",
+            "            proxy_next_upstream error timeout http_502 http_503;",
+            f"            proxy_next_upstream_tries {settings.next_upstream_tries};",
+            f"            proxy_next_upstream_timeout {timeout};",
+            "        }",
+            "",
+            "        error_page 502 @bad_gateway;",
+            "        error_page 504 @gateway_timeout;",
+            "",
+            "        location @bad_gateway {",
+            "            default_type application/json;",
+            '            return 502 \'{"error":"bad gateway","reason":"no backend answered"}\\n\';',
+            "        }",
+            "",
+            "        location @gateway_timeout {",
+            "            default_type application/json;",
+            '            return 504 \'{"error":"gateway timeout","reason":"backend timed out"}\\n\';',
+            "        }",
+        ]
+    else:
+        lines += [
+            "        location / {",
+            "            default_type application/json;",
+            "            add_header Retry-After 1 always;",
+            '            return 503 \'{"error":"service unavailable","reason":"no ready backend"}\\n\';',
+            "        }",
+        ]
+    lines += [
+        "    }",
+        "}",
+        "",
+    ]
+    return "\n".join(lines)
