@@ -1,0 +1,7 @@
+"""``python3 -m scaledapi_proxy``."""
+
+import sys
+
+from scaledapi_proxy.main import main
+
+sys.exit(main())

@@ -1,0 +1,180 @@
+"""Put a new nginx config live without a cluster: candidate file, ``nginx -t``, atomic rename, SIGHUP.
+
+A text that fails the check never touches the live file. Integration tests drive this class against a real
+nginx; the reloader calls it for every changed ConfigMap text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+APPLIED = "Applied"
+REJECTED = "Rejected"
+CANDIDATE_SUFFIX = ".candidate"
+MAX_MESSAGE_CHARS = 1000
+
+
+def config_hash(text: str) -> str:
+    """First 16 hex digits of SHA-256, the same as ``scaledapi_operator.nginx_conf.config_hash``."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def nginx_check_command(nginx_bin: str, conf_path: str) -> list[str]:
+    # -e stderr: nginx >= 1.19.5 opens this instead of the compiled-in /var/log/nginx/error.log, which a
+    # non-root user cannot write. -g 'daemon off;' as at start, so a config with `daemon` fails here.
+    return [nginx_bin, "-t", "-q", "-e", "stderr", "-c", conf_path, "-g", "daemon off;"]
+
+
+def nginx_run_command(nginx_bin: str, conf_path: str) -> list[str]:
+    return [nginx_bin, "-e", "stderr", "-c", conf_path, "-g", "daemon off;"]
+
+
+def worker_pids(master_pid: int) -> set[int] | None:
+    """Children of the nginx master from /proc (its workers), or None when the kernel does not tell."""
+    try:
+        with open(f"/proc/{master_pid}/task/{master_pid}/children", encoding="ascii") as f:
+            return {int(p) for p in f.read().split()}
+    except (OSError, ValueError):
+        return None
+
+
+def shorten(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    message = message.strip()
+    return message if len(message) <= limit else "..." + message[-(limit - 3) :]
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    hash: str
+    state: str  # APPLIED or REJECTED
+    message: str
+    check_ms: float
+    reload_ms: float  # SIGHUP until new workers run (0 when nginx is not running yet)
+    total_ms: float
+    reloaded: bool
+
+
+class NginxApplier:
+    """Checks and applies config texts for one nginx master.
+
+    ``master_pid`` returns the pid of the running nginx master, or None before nginx runs (then the text is
+    only checked and written; the caller starts nginx with it).
+    """
+
+    def __init__(
+        self,
+        live_path: str,
+        *,
+        nginx_bin: str = "nginx",
+        master_pid: Callable[[], int | None] = lambda: None,
+        check_timeout_s: float = 30.0,
+        reload_confirm_s: float = 5.0,
+    ) -> None:
+        self.live_path = live_path
+        self.candidate_path = live_path + CANDIDATE_SUFFIX
+        self.nginx_bin = nginx_bin
+        self.master_pid = master_pid
+        self.check_timeout_s = check_timeout_s
+        self.reload_confirm_s = reload_confirm_s
+        self.last_hash: str | None = None  # last text tried, applied or rejected
+        self.applied_hash: str | None = None
+
+    def needs_apply(self, text: str) -> bool:
+        """Decision: only a text that differs from the last one tried is checked again."""
+        return config_hash(text) != self.last_hash
+
+    def check(self, conf_path: str) -> tuple[bool, str]:
+        """Run ``nginx -t`` on a file; (ok, nginx's own message)."""
+        try:
+            proc = subprocess.run(
+                nginx_check_command(self.nginx_bin, conf_path),
+                capture_output=True,
+                text=True,
+                timeout=self.check_timeout_s,
+                check=False,
+            )
+        except FileNotFoundError:
+            return False, f"{self.nginx_bin} not found"
+        except subprocess.TimeoutExpired:
+            return False, f"nginx -t did not finish within {self.check_timeout_s:g}s"
+        output = "\n".join(s for s in (proc.stderr.strip(), proc.stdout.strip()) if s)
+        if proc.returncode == 0:
+            return True, output or "nginx -t: syntax is ok, test is successful"
+        return False, output or f"nginx -t exited with {proc.returncode}"
+
+    def _write_candidate(self, text: str) -> None:
+        os.makedirs(os.path.dirname(self.live_path) or ".", exist_ok=True)
+        fd = os.open(self.candidate_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    def apply(self, text: str) -> ApplyResult:
+        start = time.monotonic()
+        digest = config_hash(text)
+        self.last_hash = digest
+        self._write_candidate(text)
+        ok, check_message = self.check(self.candidate_path)
+        checked = time.monotonic()
+        check_ms = (checked - start) * 1000
+        if not ok:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.candidate_path)
+            return ApplyResult(
+                digest,
+                REJECTED,
+                shorten(check_message),
+                check_ms,
+                0.0,
+                (time.monotonic() - start) * 1000,
+                False,
+            )
+
+        pid = self.master_pid()
+        before = worker_pids(pid) if pid is not None else None
+        os.replace(self.candidate_path, self.live_path)  # atomic: nginx never reads a half-written file
+        if pid is None:
+            self.applied_hash = digest
+            end = time.monotonic()
+            return ApplyResult(
+                digest,
+                APPLIED,
+                "nginx -t ok; written as the initial config",
+                check_ms,
+                0.0,
+                (end - start) * 1000,
+                False,
+            )
+
+        hup = time.monotonic()
+        os.kill(pid, signal.SIGHUP)
+        state, message = self._await_new_workers(pid, before)
+        end = time.monotonic()
+        if state == APPLIED:
+            self.applied_hash = digest
+        return ApplyResult(digest, state, message, check_ms, (end - hup) * 1000, (end - start) * 1000, True)
+
+    def _await_new_workers(self, pid: int, before: set[int] | None) -> tuple[str, str]:
+        if before is None:
+            return APPLIED, "nginx -t ok; reload signalled (workers not observable)"
+        deadline = time.monotonic() + self.reload_confirm_s
+        while True:
+            now = worker_pids(pid)
+            if now is None:
+                return REJECTED, "nginx master went away during the reload"
+            fresh = now - before
+            if fresh:
+                return APPLIED, f"nginx -t ok; reloaded, new workers {sorted(fresh)}"
+            if time.monotonic() >= deadline:
+                # The master keeps its old config when the reload fails (its error is in the nginx log).
+                return REJECTED, (
+                    f"nginx -t ok but nginx started no new workers within {self.reload_confirm_s:g}s "
+                    "after SIGHUP; see the nginx log"
+                )
+            time.sleep(0.002)
