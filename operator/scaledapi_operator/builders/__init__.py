@@ -1,0 +1,30 @@
+"""Pure builders: ScaledApi identity + spec -> the dict of each child object."""
+
+from scaledapi_operator.builders.backend import backend_deployment, backend_pdb, backend_service
+from scaledapi_operator.builders.common import Owner, selector_string
+from scaledapi_operator.builders.proxy import (
+    nginx_settings,
+    proxy_configmap,
+    proxy_deployment,
+    proxy_role,
+    proxy_role_binding,
+    proxy_service,
+    proxy_service_account,
+    proxy_status_configmap,
+)
+
+__all__ = [
+    "Owner",
+    "backend_deployment",
+    "backend_pdb",
+    "backend_service",
+    "nginx_settings",
+    "proxy_configmap",
+    "proxy_deployment",
+    "proxy_role",
+    "proxy_role_binding",
+    "proxy_service",
+    "proxy_service_account",
+    "proxy_status_configmap",
+    "selector_string",
+]

@@ -1,0 +1,117 @@
+"""Names, labels, selectors and owner references shared by every child of a ScaledApi."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scaledapi_operator import API_VERSION, KIND
+
+BACKEND = "backend"
+PROXY = "proxy"
+MANAGED_BY = "scaledapi-operator"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+CONFIG_KEY = "nginx.conf"
+CONFIG_HASH_ANNOTATION = "scaledapi.dev/config-hash"
+
+# Container-level settings every pod shares (Pod Security "restricted").
+RESTRICTED_CONTAINER: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Identity of the ScaledApi that owns the children."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int = 0
+
+
+def backend_name(owner: Owner) -> str:
+    return f"{owner.name}-backend"
+
+
+def proxy_name(owner: Owner) -> str:
+    return f"{owner.name}-proxy"
+
+
+def proxy_status_name(owner: Owner) -> str:
+    return f"{owner.name}-proxy-status"
+
+
+def selector_labels(owner: Owner, component: str) -> dict[str, str]:
+    """The immutable pod selector of a component's Deployment and Service."""
+    return {LABEL_NAME: "scaledapi", LABEL_INSTANCE: owner.name, LABEL_COMPONENT: component}
+
+
+def labels(owner: Owner, component: str) -> dict[str, str]:
+    """Labels on every child and pod."""
+    return {**selector_labels(owner, component), LABEL_MANAGED_BY: MANAGED_BY}
+
+
+def selector_string(owner: Owner, component: str = BACKEND) -> str:
+    """The label selector as a string, keys sorted (status.selector for the scale subresource)."""
+    return ",".join(f"{key}={value}" for key, value in sorted(selector_labels(owner, component).items()))
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(owner: Owner, name: str, component: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner, component),
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def pod_security_context(user: int) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": user,
+        "runAsGroup": user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context(user: int) -> dict[str, Any]:
+    return {**RESTRICTED_CONTAINER, "runAsUser": user, "runAsGroup": user}
+
+
+def field_env(name: str, field_path: str) -> dict[str, Any]:
+    """An environment variable from the downward API."""
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": field_path}}}
+
+
+def http_probe(port: int, period_seconds: int, failure_threshold: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": "/healthz", "port": port},
+        "periodSeconds": period_seconds,
+        "timeoutSeconds": 1,
+        "successThreshold": 1,
+        "failureThreshold": failure_threshold,
+    }
+
+
+def rolling_update() -> dict[str, Any]:
+    """Never take a ready pod away before its replacement is ready."""
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}

@@ -1,0 +1,157 @@
+"""Desired state of the nginx proxy: ConfigMaps, Deployment, Service and its RBAC (NAME-proxy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaledapi_operator.builders.common import (
+    CONFIG_HASH_ANNOTATION,
+    CONFIG_KEY,
+    PROXY,
+    Owner,
+    container_security_context,
+    field_env,
+    http_probe,
+    labels,
+    metadata,
+    pod_security_context,
+    proxy_name,
+    proxy_status_name,
+    rolling_update,
+    selector_labels,
+)
+from scaledapi_operator.nginx_conf import NginxSettings
+from scaledapi_operator.spec import ScaledApiSpec
+
+PROXY_USER = 101  # the nginx user of the nginx images
+PROXY_CONTAINER_PORT = 8080
+RUNTIME_DIR = "/tmp/nginx"  # noqa: S108 - on the pod's /tmp emptyDir
+NGINX_CONF_PATH = f"{RUNTIME_DIR}/nginx.conf"
+
+
+def nginx_settings(spec: ScaledApiSpec) -> NginxSettings:
+    proxy = spec.proxy
+    return NginxSettings(
+        listen_port=PROXY_CONTAINER_PORT,
+        runtime_dir=RUNTIME_DIR,
+        worker_processes=proxy.worker_processes,
+        next_upstream_tries=proxy.next_upstream_tries,
+        upstream_timeout_seconds=proxy.upstream_timeout_seconds,
+    )
+
+
+def proxy_configmap(owner: Owner, config_text: str, config_hash: str) -> dict[str, Any]:
+    meta = metadata(owner, proxy_name(owner), PROXY)
+    meta["annotations"] = {CONFIG_HASH_ANNOTATION: config_hash}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {CONFIG_KEY: config_text}}
+
+
+def proxy_status_configmap(owner: Owner) -> dict[str, Any]:
+    """The nginx pods report into it; the operator owns its metadata and never writes its data."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(owner, proxy_status_name(owner), PROXY),
+    }
+
+
+def proxy_service_account(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(owner, proxy_name(owner), PROXY),
+    }
+
+
+def proxy_role(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata(owner, proxy_name(owner), PROXY),
+        "rules": [
+            # The reloader reads and watches its own nginx config (list/watch with a name field selector).
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [proxy_name(owner)],
+                "verbs": ["get", "list", "watch"],
+            },
+            # The reloader reports Applied/Rejected per pod by merge-patching its key of the status ConfigMap.
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [proxy_status_name(owner)],
+                "verbs": ["get", "patch"],
+            },
+        ],
+    }
+
+
+def proxy_role_binding(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(owner, proxy_name(owner), PROXY),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": proxy_name(owner)},
+        "subjects": [{"kind": "ServiceAccount", "name": proxy_name(owner), "namespace": owner.namespace}],
+    }
+
+
+def proxy_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
+    proxy = spec.proxy
+    container: dict[str, Any] = {
+        "name": "nginx",
+        "image": proxy.image,
+        "imagePullPolicy": proxy.image_pull_policy,
+        "ports": [{"name": "http", "containerPort": PROXY_CONTAINER_PORT, "protocol": "TCP"}],
+        "env": [
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            {"name": "SCALEDAPI_CONFIGMAP", "value": proxy_name(owner)},
+            {"name": "SCALEDAPI_STATUS_CONFIGMAP", "value": proxy_status_name(owner)},
+            {"name": "NGINX_CONF_PATH", "value": NGINX_CONF_PATH},
+        ],
+        "readinessProbe": http_probe(PROXY_CONTAINER_PORT, period_seconds=2, failure_threshold=2),
+        "livenessProbe": http_probe(PROXY_CONTAINER_PORT, period_seconds=10, failure_threshold=3),
+        "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": container_security_context(PROXY_USER),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(owner, proxy_name(owner), PROXY),
+        "spec": {
+            "replicas": proxy.replicas,
+            "selector": {"matchLabels": selector_labels(owner, PROXY)},
+            "strategy": rolling_update(),
+            "template": {
+                "metadata": {"labels": labels(owner, PROXY)},
+                "spec": {
+                    "serviceAccountName": proxy_name(owner),
+                    "automountServiceAccountToken": True,  # the reloader watches its ConfigMap
+                    "securityContext": pod_security_context(PROXY_USER),
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def proxy_service(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
+    proxy = spec.proxy
+    port: dict[str, Any] = {
+        "name": "http",
+        "port": proxy.port,
+        "targetPort": PROXY_CONTAINER_PORT,
+        "protocol": "TCP",
+    }
+    if proxy.node_port is not None and proxy.service_type != "ClusterIP":
+        port["nodePort"] = proxy.node_port
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(owner, proxy_name(owner), PROXY),
+        "spec": {"type": proxy.service_type, "selector": selector_labels(owner, PROXY), "ports": [port]},
+    }

@@ -1,0 +1,157 @@
+"""The ScaledApi spec, parsed into frozen dataclasses.
+
+The CRD (manifests/crd.yaml) is the first line of defence; this parser applies the same defaults and
+bounds so that the operator never acts on a spec the CRD would have refused (defence in depth).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+_NO_WHITESPACE = re.compile(r"^\S+$")
+_URL = re.compile(r"^https?://\S+$")
+MAX_IMAGE_LENGTH = 512
+MAX_GREETING_LENGTH = 256
+MAX_URL_LENGTH = 2048
+
+
+class SpecError(ValueError):
+    """A spec the operator cannot act on; the message names the field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"spec.{field}: {problem}")
+        self.field = f"spec.{field}"
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    image: str
+    image_pull_policy: str = "IfNotPresent"
+    port: int = 5252
+    greeting: str = "Hello"
+    termination_delay_seconds: int = 5
+    graceful_shutdown_seconds: int = 20
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    image: str
+    image_pull_policy: str = "IfNotPresent"
+    replicas: int = 1
+    service_type: str = "ClusterIP"
+    port: int = 8080
+    node_port: int | None = None
+    external_url: str | None = None
+    worker_processes: int = 1
+    next_upstream_tries: int = 3
+    upstream_timeout_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class ScaledApiSpec:
+    backend: BackendSpec
+    proxy: ProxySpec
+    replicas: int = 1
+
+
+def _section(body: Mapping[str, Any], field: str) -> Mapping[str, Any]:
+    value = body.get(field)
+    if value is None:
+        raise SpecError(field, "is required")
+    if not isinstance(value, Mapping):
+        raise SpecError(field, "must be an object")
+    return value
+
+
+def _int(section: Mapping[str, Any], prefix: str, field: str, default: int, low: int, high: int) -> int:
+    value = section.get(field, default)
+    # bool is an int in Python; the API never sends one for an integer field.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SpecError(f"{prefix}{field}", f"must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise SpecError(f"{prefix}{field}", f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _str(section: Mapping[str, Any], prefix: str, field: str, default: str | None, max_length: int) -> str:
+    value = section.get(field, default)
+    if value is None:
+        raise SpecError(f"{prefix}{field}", "is required")
+    if not isinstance(value, str):
+        raise SpecError(f"{prefix}{field}", f"must be a string, got {value!r}")
+    if len(value) > max_length:
+        raise SpecError(f"{prefix}{field}", f"must be at most {max_length} characters")
+    return value
+
+
+def _image(section: Mapping[str, Any], prefix: str) -> str:
+    image = _str(section, prefix, "image", None, MAX_IMAGE_LENGTH)
+    if not _NO_WHITESPACE.match(image):
+        raise SpecError(
+            f"{prefix}image", f"must be a non-empty image reference without whitespace: {image!r}"
+        )
+    return image
+
+
+def _choice(
+    section: Mapping[str, Any], prefix: str, field: str, default: str, choices: tuple[str, ...]
+) -> str:
+    value = section.get(field, default)
+    if value not in choices:
+        raise SpecError(f"{prefix}{field}", f"must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def _parse_backend(body: Mapping[str, Any]) -> BackendSpec:
+    section = _section(body, "backend")
+    p = "backend."
+    return BackendSpec(
+        image=_image(section, p),
+        image_pull_policy=_choice(section, p, "imagePullPolicy", "IfNotPresent", PULL_POLICIES),
+        port=_int(section, p, "port", 5252, 1, 65535),
+        greeting=_str(section, p, "greeting", "Hello", MAX_GREETING_LENGTH),
+        termination_delay_seconds=_int(section, p, "terminationDelaySeconds", 5, 0, 60),
+        graceful_shutdown_seconds=_int(section, p, "gracefulShutdownSeconds", 20, 1, 300),
+    )
+
+
+def _parse_proxy(body: Mapping[str, Any]) -> ProxySpec:
+    section = _section(body, "proxy")
+    p = "proxy."
+    service_type = _choice(section, p, "serviceType", "ClusterIP", SERVICE_TYPES)
+    node_port: int | None = None
+    if section.get("nodePort") is not None:
+        node_port = _int(section, p, "nodePort", 0, 30000, 32767)
+        if service_type == "ClusterIP":
+            raise SpecError(f"{p}nodePort", "is only allowed with serviceType NodePort or LoadBalancer")
+    external_url: str | None = None
+    if section.get("externalURL") is not None:
+        external_url = _str(section, p, "externalURL", None, MAX_URL_LENGTH)
+        if not _URL.match(external_url):
+            raise SpecError(f"{p}externalURL", f"must start with http:// or https://, got {external_url!r}")
+    return ProxySpec(
+        image=_image(section, p),
+        image_pull_policy=_choice(section, p, "imagePullPolicy", "IfNotPresent", PULL_POLICIES),
+        replicas=_int(section, p, "replicas", 1, 1, 10),
+        service_type=service_type,
+        port=_int(section, p, "port", 8080, 1, 65535),
+        node_port=node_port,
+        external_url=external_url,
+        worker_processes=_int(section, p, "workerProcesses", 1, 1, 8),
+        next_upstream_tries=_int(section, p, "nextUpstreamTries", 3, 1, 10),
+        upstream_timeout_seconds=_int(section, p, "upstreamTimeoutSeconds", 30, 1, 300),
+    )
+
+
+def parse_spec(body_spec: Mapping[str, Any]) -> ScaledApiSpec:
+    """Parse `.spec` of a ScaledApi, applying the CRD's defaults; raise SpecError naming the field."""
+    return ScaledApiSpec(
+        replicas=_int(body_spec, "", "replicas", 1, 0, 50),
+        backend=_parse_backend(body_spec),
+        proxy=_parse_proxy(body_spec),
+    )

@@ -1,0 +1,330 @@
+"""The ScaledApi status, computed from what was observed (pure).
+
+Conditions:
+
+* Ready: every desired backend replica is ready at the current spec, nginx routes to exactly those
+  endpoints, and every current nginx pod has Applied the desired config hash.
+* Progressing: a rollout, a scale or a config apply is under way.
+* Degraded: something will not fix itself: an image that cannot be pulled, a crash-looping container,
+  an nginx config rejected by `nginx -t`, a child owned by someone else, a stuck Deployment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scaledapi_operator.spec import ScaledApiSpec
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+CONDITION_TYPES = (READY, PROGRESSING, DEGRADED)
+
+# Container waiting reasons that will not resolve without a change to the spec or the cluster.
+BAD_WAITING_REASONS = (
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+)
+APPLIED = "Applied"
+REJECTED = "Rejected"
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A meaningful change, to be posted as an Event on the ScaledApi."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    generation: int
+    spec: ScaledApiSpec
+    selector: str
+    url: str
+    config_hash: str
+    endpoints: Sequence[str] = ()
+    backend: Mapping[str, Any] | None = None
+    proxy: Mapping[str, Any] | None = None
+    backend_pods: Sequence[Mapping[str, Any]] = ()
+    proxy_pods: Sequence[Mapping[str, Any]] = ()
+    proxy_reports: Mapping[str, str] = field(default_factory=dict)
+    problems: Sequence[Problem] = ()  # found while reconciling, e.g. a name conflict
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The progress of one Deployment, as `kubectl rollout status` judges it."""
+
+    exists: bool
+    desired: int
+    replicas: int
+    ready: int
+    updated: int
+    available: int
+    observed: bool
+
+    @property
+    def complete(self) -> bool:
+        return (
+            self.exists
+            and self.observed
+            and self.updated == self.desired
+            and self.replicas == self.desired
+            and self.available == self.desired
+            and self.ready == self.desired
+        )
+
+    def describe(self, what: str) -> str:
+        if not self.exists:
+            return f"{what} Deployment does not exist yet"
+        return f"{self.ready}/{self.desired} {what} replicas ready, {self.updated} up to date"
+
+
+def rollout(deployment: Mapping[str, Any] | None, desired: int) -> Rollout:
+    if deployment is None:
+        return Rollout(False, desired, 0, 0, 0, 0, False)
+    status = deployment.get("status") or {}
+    generation = (deployment.get("metadata") or {}).get("generation", 0)
+    return Rollout(
+        exists=True,
+        desired=desired,
+        replicas=status.get("replicas", 0),
+        ready=status.get("readyReplicas", 0),
+        updated=status.get("updatedReplicas", 0),
+        available=status.get("availableReplicas", 0),
+        observed=status.get("observedGeneration", 0) >= generation
+        and (deployment.get("spec") or {}).get("replicas") == desired,
+    )
+
+
+def _terminating(pod: Mapping[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def pod_problems(pods: Sequence[Mapping[str, Any]], what: str) -> list[Problem]:
+    """Containers stuck in a waiting state that needs a human (bad image, crash loop, bad config)."""
+    found: list[Problem] = []
+    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name", ""))):
+        if _terminating(pod):
+            continue
+        status = pod.get("status") or {}
+        statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+        for container in statuses:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason in BAD_WAITING_REASONS:
+                pod_name = (pod.get("metadata") or {}).get("name", "?")
+                detail = waiting.get("message") or ""
+                message = f"{what} pod {pod_name} container {container.get('name', '?')}: {reason}"
+                found.append(Problem(str(reason), f"{message}: {detail}" if detail else message))
+    return found
+
+
+def deadline_problems(deployment: Mapping[str, Any] | None, what: str) -> list[Problem]:
+    for condition in ((deployment or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            return [Problem("ProgressDeadlineExceeded", f"{what}: {condition.get('message', '')}".strip())]
+    return []
+
+
+def parse_reports(data: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The nginx pods' reports (key = pod name, value = JSON); unreadable values are ignored."""
+    reports: dict[str, dict[str, Any]] = {}
+    for pod, text in data.items():
+        try:
+            report = json.loads(text)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(report, dict):
+            reports[pod] = report
+    return reports
+
+
+@dataclass(frozen=True)
+class ProxyConfigState:
+    current_pods: tuple[str, ...]
+    applied: tuple[str, ...]
+    rejected: tuple[Problem, ...]
+
+    @property
+    def all_applied(self) -> bool:
+        return bool(self.current_pods) and len(self.applied) == len(self.current_pods)
+
+
+def proxy_config_state(observed: Observed) -> ProxyConfigState:
+    """Which current (running, not terminating) nginx pods applied the desired config, which rejected one."""
+    reports = parse_reports(observed.proxy_reports)
+    current = sorted(
+        str(pod["metadata"]["name"])
+        for pod in observed.proxy_pods
+        if not _terminating(pod) and (pod.get("status") or {}).get("phase") == "Running"
+    )
+    applied: list[str] = []
+    rejected: list[Problem] = []
+    for pod in current:
+        report = reports.get(pod) or {}
+        if report.get("state") == APPLIED and report.get("hash") == observed.config_hash:
+            applied.append(pod)
+        elif report.get("state") == REJECTED:
+            # The pod keeps serving its last good config; the newest text it was given failed `nginx -t`.
+            message = f"nginx pod {pod} rejected config {report.get('hash', '?')}"
+            if report.get("message"):
+                message = f"{message}: {report['message']}"
+            rejected.append(Problem("ProxyConfigRejected", message))
+    return ProxyConfigState(tuple(current), tuple(applied), tuple(rejected))
+
+
+def _condition(kind: str, true: bool, reason: str, message: str) -> dict[str, Any]:
+    return {"type": kind, "status": "True" if true else "False", "reason": reason, "message": message}
+
+
+def _ready(observed: Observed, backend: Rollout, proxy: Rollout, config: ProxyConfigState) -> dict[str, Any]:
+    desired = observed.spec.replicas
+    if not backend.complete:
+        return _condition(READY, False, "BackendNotReady", backend.describe("backend"))
+    if len(observed.endpoints) != desired:
+        message = f"{len(observed.endpoints)}/{desired} backend endpoints ready in the nginx upstream"
+        return _condition(READY, False, "EndpointsNotReady", message)
+    if not proxy.complete:
+        return _condition(READY, False, "ProxyNotReady", proxy.describe("nginx"))
+    if not config.all_applied:
+        applied = f"{len(config.applied)}/{len(config.current_pods)}"
+        message = f"{applied} nginx pods applied config {observed.config_hash}"
+        return _condition(READY, False, "ProxyConfigNotApplied", message)
+    message = f"{desired} backend replicas ready behind {len(config.current_pods)} nginx pods"
+    return _condition(READY, True, "AllReplicasReady", message)
+
+
+def _progressing(
+    observed: Observed, backend: Rollout, proxy: Rollout, config: ProxyConfigState
+) -> dict[str, Any]:
+    if not backend.exists or not proxy.exists:
+        return _condition(PROGRESSING, True, "Creating", "creating the backend and nginx Deployments")
+    if not backend.complete:
+        return _condition(PROGRESSING, True, "RollingOutBackend", backend.describe("backend"))
+    if not proxy.complete:
+        return _condition(PROGRESSING, True, "RollingOutProxy", proxy.describe("nginx"))
+    if not config.all_applied or len(observed.endpoints) != observed.spec.replicas:
+        message = (
+            f"nginx config {observed.config_hash} with {len(observed.endpoints)} endpoints being applied"
+        )
+        return _condition(PROGRESSING, True, "ApplyingProxyConfig", message)
+    return _condition(PROGRESSING, False, "Complete", "all children are at the desired state")
+
+
+def _degraded(observed: Observed, config: ProxyConfigState) -> dict[str, Any]:
+    problems = [
+        *observed.problems,
+        *config.rejected,
+        *pod_problems(observed.backend_pods, "backend"),
+        *pod_problems(observed.proxy_pods, "nginx"),
+        *deadline_problems(observed.backend, "backend"),
+        *deadline_problems(observed.proxy, "nginx"),
+    ]
+    if not problems:
+        return _condition(DEGRADED, False, "AsExpected", "")
+    first = problems[0]
+    message = first.message if len(problems) == 1 else f"{first.message} (and {len(problems) - 1} more)"
+    return _condition(DEGRADED, True, first.reason, message)
+
+
+def _with_times(
+    conditions: list[dict[str, Any]], previous: Sequence[Mapping[str, Any]], generation: int, now: str
+) -> list[dict[str, Any]]:
+    """lastTransitionTime moves only when a condition's status changes."""
+    before = {c.get("type"): c for c in previous}
+    result = []
+    for condition in conditions:
+        old = before.get(condition["type"])
+        if old is not None and old.get("status") == condition["status"] and old.get("lastTransitionTime"):
+            since = str(old["lastTransitionTime"])
+        else:
+            since = now
+        result.append({**condition, "lastTransitionTime": since, "observedGeneration": generation})
+    return result
+
+
+def transitions(
+    previous: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]]
+) -> list[Transition]:
+    """Events worth posting: Ready gained or lost, Degraded entered (or its reason changed) or left."""
+    before = {c.get("type"): c for c in previous}
+    found: list[Transition] = []
+    for condition in current:
+        old = before.get(condition["type"]) or {}
+        was, now = old.get("status"), condition["status"]
+        if condition["type"] == READY:
+            if now == "True" and was != "True":
+                found.append(Transition("Normal", "Ready", condition["message"]))
+            elif now == "False" and was == "True":
+                found.append(
+                    Transition("Warning", "NotReady", f"{condition['reason']}: {condition['message']}")
+                )
+        elif condition["type"] == DEGRADED:
+            if now == "True" and (was != "True" or old.get("reason") != condition["reason"]):
+                found.append(Transition("Warning", condition["reason"], condition["message"]))
+            elif now == "False" and was == "True":
+                found.append(
+                    Transition("Normal", "Recovered", f"no longer degraded (was {old.get('reason')})")
+                )
+    return found
+
+
+def compute_status(
+    observed: Observed, previous: Mapping[str, Any], now: str
+) -> tuple[dict[str, Any], list[Transition]]:
+    """The new `.status` and the transitions since `previous` (the current `.status`)."""
+    backend = rollout(observed.backend, observed.spec.replicas)
+    proxy = rollout(observed.proxy, observed.spec.proxy.replicas)
+    config = proxy_config_state(observed)
+    conditions = [
+        _ready(observed, backend, proxy, config),
+        _progressing(observed, backend, proxy, config),
+        _degraded(observed, config),
+    ]
+    old_conditions = [c for c in previous.get("conditions") or [] if isinstance(c, Mapping)]
+    timed = _with_times(conditions, old_conditions, observed.generation, now)
+    status: dict[str, Any] = {
+        "observedGeneration": observed.generation,
+        "replicas": backend.replicas,
+        "readyReplicas": backend.ready,
+        "selector": observed.selector,
+        "endpoints": list(observed.endpoints),
+        "url": observed.url,
+        "proxyConfigHash": observed.config_hash,
+        "conditions": timed,
+    }
+    return status, transitions(old_conditions, timed)
+
+
+def invalid_spec_status(
+    generation: int, message: str, previous: Mapping[str, Any], now: str
+) -> tuple[dict[str, Any], list[Transition]]:
+    """A spec the operator refuses (the CRD should have): Degraded InvalidSpec, nothing else changes."""
+    old_conditions = [c for c in previous.get("conditions") or [] if isinstance(c, Mapping)]
+    conditions = [
+        _condition(READY, False, "InvalidSpec", message),
+        _condition(PROGRESSING, False, "InvalidSpec", message),
+        _condition(DEGRADED, True, "InvalidSpec", message),
+    ]
+    timed = _with_times(conditions, old_conditions, generation, now)
+    status = {**previous, "observedGeneration": generation, "conditions": timed}
+    return status, transitions(old_conditions, timed)
