@@ -161,6 +161,12 @@ class NginxApplier:
         return ApplyResult(digest, state, message, check_ms, (end - hup) * 1000, (end - start) * 1000, True)
 
     def _await_new_workers(self, pid: int, before: set[int] | None) -> tuple[str, str]:
+        """Wait until nginx serves new connections with the new config only.
+
+        The master starts new workers, pauses about 100 ms, then tells the old workers to stop accepting;
+        until then both generations accept. Done = a new worker runs and every old one has exited or
+        renamed itself "worker process is shutting down".
+        """
         if before is None:
             return APPLIED, "nginx -t ok; reload signalled (workers not observable)"
         deadline = time.monotonic() + self.reload_confirm_s
@@ -169,12 +175,27 @@ class NginxApplier:
             if now is None:
                 return REJECTED, "nginx master went away during the reload"
             fresh = now - before
-            if fresh:
+            if fresh and all(not is_accepting_worker(old) for old in before & now):
                 return APPLIED, f"nginx -t ok; reloaded, new workers {sorted(fresh)}"
             if time.monotonic() >= deadline:
+                if fresh:
+                    return (
+                        APPLIED,
+                        f"nginx -t ok; reloaded, new workers {sorted(fresh)}, old ones still accepting",
+                    )
                 # The master keeps its old config when the reload fails (its error is in the nginx log).
                 return REJECTED, (
                     f"nginx -t ok but nginx started no new workers within {self.reload_confirm_s:g}s "
                     "after SIGHUP; see the nginx log"
                 )
             time.sleep(0.002)
+
+
+def is_accepting_worker(pid: int) -> bool:
+    """False once an nginx worker has exited or retitled itself as shutting down (stopped accepting)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            title = f.read()
+    except OSError:
+        return False
+    return b"shutting down" not in title

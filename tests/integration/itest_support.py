@@ -1,0 +1,97 @@
+"""Helpers shared by the integration tests: polling with a deadline, free ports, process handles."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, render_nginx_conf
+from scaledapi_proxy.applier import ApplyResult, NginxApplier
+
+
+def wait_for(predicate: Callable[[], bool], deadline_s: float, what: str, interval_s: float = 0.02) -> None:
+    """Poll ``predicate`` until it is true; fail with ``what`` after ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {deadline_s:g}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@dataclass
+class Backend:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint("127.0.0.1", self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Nginx:
+    settings: NginxSettings
+    conf_path: Path
+    proc: subprocess.Popen[bytes]
+    access_log: Path
+    error_log: Path
+    applier: NginxApplier
+    results: list[ApplyResult] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.listen_port}"
+
+    def render(self, endpoints: Sequence[Endpoint]) -> str:
+        return render_nginx_conf(self.settings, endpoints)
+
+    def apply(self, endpoints: Sequence[Endpoint]) -> ApplyResult:
+        result = self.applier.apply(self.render(endpoints))
+        self.results.append(result)
+        return result
+
+
+def hello(base_url: str, timeout_s: float = 5.0) -> str:
+    """One GET /api/hello on a fresh connection; the instance that answered."""
+    resp = requests.get(f"{base_url}/api/hello", timeout=timeout_s, headers={"Connection": "close"})
+    resp.raise_for_status()
+    instance = resp.json()["instance"]
+    assert isinstance(instance, str)
+    return instance
