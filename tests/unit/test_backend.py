@@ -1,0 +1,56 @@
+"""The Flask app through its test client, and the gunicorn settings."""
+
+from __future__ import annotations
+
+import importlib
+import socket
+
+import pytest
+
+from scaledapi_backend import gunicorn_conf
+from scaledapi_backend.app import create_app
+
+
+def test_hello_names_greeting_and_instance() -> None:
+    client = create_app({"POD_NAME": "api-7d9f-x2", "GREETING": "Hi"}).test_client()
+    resp = client.get("/api/hello")
+    assert resp.status_code == 200
+    assert resp.is_json
+    assert resp.get_json() == {"greeting": "Hi", "instance": "api-7d9f-x2", "message": "Hi from api-7d9f-x2"}
+
+
+def test_defaults_greeting_hello_and_hostname() -> None:
+    body = create_app({}).test_client().get("/api/hello").get_json()
+    assert body["greeting"] == "Hello"
+    assert body["instance"] == socket.gethostname()
+
+
+def test_healthz() -> None:
+    resp = create_app({"POD_NAME": "p"}).test_client().get("/healthz")
+    assert resp.status_code == 200
+    assert resp.get_json() == {"status": "ok", "instance": "p"}
+
+
+def test_unknown_path_and_method() -> None:
+    client = create_app({}).test_client()
+    assert client.get("/nope").status_code == 404
+    assert client.post("/api/hello").status_code == 405
+
+
+def test_gunicorn_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "6000")
+    monkeypatch.setenv("GRACEFUL_TIMEOUT", "7")
+    monkeypatch.setenv("POD_NAME", "pod%x")
+    conf = importlib.reload(gunicorn_conf)
+    assert conf.bind == ["0.0.0.0:6000"]
+    assert conf.graceful_timeout == 7
+    assert conf.worker_class == "gthread"
+    assert conf.workers == 2
+    assert "instance=pod%%x" in conf.access_log_format
+    assert '"%(r)s" %(s)s' in conf.access_log_format
+
+    monkeypatch.delenv("PORT")
+    monkeypatch.delenv("GRACEFUL_TIMEOUT")
+    conf = importlib.reload(conf)
+    assert conf.bind == ["0.0.0.0:5252"]
+    assert conf.graceful_timeout == 20
