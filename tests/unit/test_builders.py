@@ -1,0 +1,315 @@
+"""The pure builders: names, labels, owner references, Pod Security "restricted", probes, RBAC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from scaledapi_operator import builders
+from scaledapi_operator.builders.common import CONFIG_HASH_ANNOTATION, Owner, selector_string
+from scaledapi_operator.nginx_conf import NginxSettings
+from scaledapi_operator.spec import ScaledApiSpec, parse_spec
+
+OWNER = Owner(name="hello", namespace="demo", uid="1234-uid", generation=3)
+LABELS_BACKEND = {
+    "app.kubernetes.io/name": "scaledapi",
+    "app.kubernetes.io/instance": "hello",
+    "app.kubernetes.io/component": "backend",
+    "app.kubernetes.io/managed-by": "scaledapi-operator",
+}
+SELECTOR_BACKEND = {k: v for k, v in LABELS_BACKEND.items() if k != "app.kubernetes.io/managed-by"}
+
+
+def make_spec(**overrides: Any) -> ScaledApiSpec:
+    body: dict[str, Any] = {
+        "replicas": 2,
+        "backend": {
+            "image": "scaledapi/backend:dev",
+            "terminationDelaySeconds": 5,
+            "gracefulShutdownSeconds": 20,
+        },
+        "proxy": {
+            "image": "scaledapi/nginx:dev",
+            "serviceType": "NodePort",
+            "nodePort": 30080,
+            "externalURL": "http://localhost:8080",
+        },
+    }
+    body.update(overrides)
+    return parse_spec(body)
+
+
+def all_children(spec: ScaledApiSpec) -> list[dict[str, Any]]:
+    children = [
+        builders.backend_deployment(OWNER, spec),
+        builders.backend_service(OWNER, spec),
+        builders.proxy_configmap(OWNER, "events {}\n", "0123456789abcdef"),
+        builders.proxy_status_configmap(OWNER),
+        builders.proxy_deployment(OWNER, spec),
+        builders.proxy_service(OWNER, spec),
+        builders.proxy_service_account(OWNER),
+        builders.proxy_role(OWNER),
+        builders.proxy_role_binding(OWNER),
+    ]
+    pdb = builders.backend_pdb(OWNER, spec)
+    assert pdb is not None
+    return [*children, pdb]
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    result: dict[str, Any] = containers[0]
+    return result
+
+
+def env(deployment: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(deployment)["env"]}
+
+
+def test_fixed_names_and_kinds() -> None:
+    names = {(c["kind"], c["metadata"]["name"]) for c in all_children(make_spec())}
+    assert names == {
+        ("Deployment", "hello-backend"),
+        ("Service", "hello-backend"),
+        ("PodDisruptionBudget", "hello-backend"),
+        ("ConfigMap", "hello-proxy"),
+        ("ConfigMap", "hello-proxy-status"),
+        ("Deployment", "hello-proxy"),
+        ("Service", "hello-proxy"),
+        ("ServiceAccount", "hello-proxy"),
+        ("Role", "hello-proxy"),
+        ("RoleBinding", "hello-proxy"),
+    }
+
+
+def test_every_child_has_labels_namespace_and_a_controller_owner_reference() -> None:
+    for child in all_children(make_spec()):
+        meta = child["metadata"]
+        assert meta["namespace"] == "demo"
+        component = "proxy" if "-proxy" in meta["name"] else "backend"
+        assert meta["labels"] == {**LABELS_BACKEND, "app.kubernetes.io/component": component}
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "scaledapi.dev/v1alpha1",
+                "kind": "ScaledApi",
+                "name": "hello",
+                "uid": "1234-uid",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+
+
+def test_builders_are_deterministic() -> None:
+    assert all_children(make_spec()) == all_children(make_spec())
+
+
+def test_selector_string_matches_the_contract() -> None:
+    assert selector_string(OWNER) == (
+        "app.kubernetes.io/component=backend,app.kubernetes.io/instance=hello,app.kubernetes.io/name=scaledapi"
+    )
+
+
+def test_backend_deployment_shape() -> None:
+    spec = make_spec(replicas=4)
+    deployment = builders.backend_deployment(OWNER, spec)
+    assert deployment["apiVersion"] == "apps/v1"
+    assert deployment["spec"]["replicas"] == 4
+    assert deployment["spec"]["selector"] == {"matchLabels": SELECTOR_BACKEND}
+    assert deployment["spec"]["template"]["metadata"]["labels"] == LABELS_BACKEND
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    c = container(deployment)
+    assert c["image"] == "scaledapi/backend:dev"
+    assert c["imagePullPolicy"] == "IfNotPresent"
+    assert "command" not in c and "args" not in c
+    assert c["ports"] == [{"name": "http", "containerPort": 5252, "protocol": "TCP"}]
+
+
+def test_backend_env() -> None:
+    spec = make_spec(backend={"image": "b", "port": 6000, "greeting": "Hi", "gracefulShutdownSeconds": 17})
+    assert env(builders.backend_deployment(OWNER, spec)) == {
+        "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
+        "PORT": "6000",
+        "GREETING": "Hi",
+        "GRACEFUL_TIMEOUT": "17",
+    }
+
+
+def test_backend_probes_and_graceful_termination() -> None:
+    spec = make_spec(
+        backend={"image": "b", "port": 6000, "terminationDelaySeconds": 7, "gracefulShutdownSeconds": 11}
+    )
+    deployment = builders.backend_deployment(OWNER, spec)
+    c = container(deployment)
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": 6000}
+    assert c["lifecycle"] == {"preStop": {"exec": {"command": ["/bin/sleep", "7"]}}}
+    # delay + graceful + margin, so that SIGKILL never cuts a draining gunicorn short.
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 7 + 11 + 5
+
+
+RESTRICTED = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@pytest.mark.parametrize(
+    ("build", "user"), [(builders.backend_deployment, 10001), (builders.proxy_deployment, 101)]
+)
+def test_pods_pass_pod_security_restricted(build: Any, user: int) -> None:
+    deployment = build(OWNER, make_spec())
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == user
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = container(deployment)
+    assert {k: c["securityContext"][k] for k in RESTRICTED} == RESTRICTED
+    assert c["securityContext"]["runAsUser"] == user
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - the pod's emptyDir
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    assert "hostNetwork" not in pod and "hostPID" not in pod
+
+
+def test_backend_pods_get_no_service_account_token() -> None:
+    pod = builders.backend_deployment(OWNER, make_spec())["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_quantities_are_canonical() -> None:
+    # The API server rewrites non-canonical quantities ("0.05" -> "50m"), which would look like drift.
+    for deployment in (
+        builders.backend_deployment(OWNER, make_spec()),
+        builders.proxy_deployment(OWNER, make_spec()),
+    ):
+        resources = container(deployment)["resources"]
+        for quantities in resources.values():
+            for value in quantities.values():
+                assert value.endswith(("m", "Mi")), value
+                assert value[: -2 if value.endswith("Mi") else -1].isdigit()
+
+
+def test_backend_service() -> None:
+    service = builders.backend_service(OWNER, make_spec(backend={"image": "b", "port": 6000}))
+    assert service["spec"] == {
+        "type": "ClusterIP",
+        "selector": SELECTOR_BACKEND,
+        "ports": [{"name": "http", "port": 6000, "targetPort": 6000, "protocol": "TCP"}],
+    }
+
+
+@pytest.mark.parametrize("replicas", [0, 1])
+def test_no_pdb_for_one_replica_or_less(replicas: int) -> None:
+    assert builders.backend_pdb(OWNER, make_spec(replicas=replicas)) is None
+
+
+def test_pdb_for_more_than_one_replica() -> None:
+    pdb = builders.backend_pdb(OWNER, make_spec(replicas=2))
+    assert pdb is not None
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": SELECTOR_BACKEND}}
+
+
+def test_proxy_deployment() -> None:
+    spec = make_spec(proxy={"image": "n:1", "imagePullPolicy": "Never", "replicas": 3})
+    deployment = builders.proxy_deployment(OWNER, spec)
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "proxy"
+    assert pod["serviceAccountName"] == "hello-proxy"
+    c = container(deployment)
+    assert c["image"] == "n:1"
+    assert c["imagePullPolicy"] == "Never"
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert env(deployment) == {
+        "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
+        "POD_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        "SCALEDAPI_CONFIGMAP": "hello-proxy",
+        "SCALEDAPI_STATUS_CONFIGMAP": "hello-proxy-status",
+        "NGINX_CONF_PATH": "/tmp/nginx/nginx.conf",  # noqa: S108
+    }
+
+
+def test_proxy_service_node_port() -> None:
+    service = builders.proxy_service(OWNER, make_spec())
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8080, "targetPort": 8080, "protocol": "TCP", "nodePort": 30080}
+    ]
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "proxy"
+
+
+def test_proxy_service_cluster_ip_has_no_node_port() -> None:
+    service = builders.proxy_service(OWNER, make_spec(proxy={"image": "n", "port": 80}))
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
+
+
+def test_proxy_configmap_carries_text_and_hash() -> None:
+    cm = builders.proxy_configmap(OWNER, "text", "feedfacefeedface")
+    assert cm["data"] == {"nginx.conf": "text"}
+    assert cm["metadata"]["annotations"] == {CONFIG_HASH_ANNOTATION: "feedfacefeedface"}
+
+
+def test_status_configmap_has_no_data() -> None:
+    # The nginx pods write the data; the operator must never overwrite their reports.
+    cm = builders.proxy_status_configmap(OWNER)
+    assert "data" not in cm
+    assert cm["metadata"]["name"] == "hello-proxy-status"
+
+
+def test_proxy_role_is_least_privilege() -> None:
+    role = builders.proxy_role(OWNER)
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["hello-proxy"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["hello-proxy-status"],
+            "verbs": ["get", "patch"],
+        },
+    ]
+
+
+def test_proxy_role_binding() -> None:
+    binding = builders.proxy_role_binding(OWNER)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "hello-proxy",
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hello-proxy", "namespace": "demo"}]
+
+
+def test_nginx_settings_from_spec() -> None:
+    spec = make_spec(
+        proxy={
+            "image": "n",
+            "workerProcesses": 4,
+            "nextUpstreamTries": 2,
+            "upstreamTimeoutSeconds": 9,
+            "port": 80,
+        }
+    )
+    assert builders.nginx_settings(spec) == NginxSettings(
+        listen_port=8080,
+        runtime_dir="/tmp/nginx",  # noqa: S108
+        worker_processes=4,
+        next_upstream_tries=2,
+        upstream_timeout_seconds=9,
+    )

@@ -1,0 +1,90 @@
+"""Subset comparison of desired vs actual, and ready addresses from EndpointSlices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaledapi_operator.compare import differences, is_subset
+from scaledapi_operator.endpoints import ready_addresses, ready_endpoints
+from scaledapi_operator.nginx_conf import Endpoint
+
+
+def test_server_defaulted_extras_are_ignored() -> None:
+    desired = {"spec": {"replicas": 2, "template": {"containers": [{"name": "c", "image": "i"}]}}}
+    actual = {
+        "metadata": {"resourceVersion": "7"},
+        "spec": {
+            "replicas": 2,
+            "revisionHistoryLimit": 10,
+            "template": {"containers": [{"name": "c", "image": "i", "terminationMessagePath": "/dev/x"}]},
+        },
+        "status": {"replicas": 2},
+    }
+    assert is_subset(desired, actual)
+    assert differences(desired, actual) == []
+
+
+def test_changed_scalar_is_drift() -> None:
+    assert not is_subset({"spec": {"replicas": 2}}, {"spec": {"replicas": 5}})
+    assert differences({"spec": {"replicas": 2}}, {"spec": {"replicas": 5}}) == [".spec.replicas"]
+
+
+def test_missing_key_is_drift() -> None:
+    assert differences({"a": {"b": 1}}, {"a": {}}) == [".a.b (missing)"]
+
+
+def test_lists_compare_element_wise_and_by_length() -> None:
+    desired = {"env": [{"name": "A", "value": "1"}]}
+    assert is_subset(desired, {"env": [{"name": "A", "value": "1"}]})
+    assert not is_subset(desired, {"env": [{"name": "A", "value": "2"}]})
+    assert not is_subset(
+        desired, {"env": [{"name": "A", "value": "1"}, {"name": "X", "value": "hand-added"}]}
+    )
+    assert not is_subset(desired, {"env": []})
+    assert differences(desired, {"env": [{"name": "A", "value": "2"}]}) == [".env[0].value"]
+
+
+def test_types_matter() -> None:
+    assert not is_subset({"port": 80}, {"port": "80"})
+    assert not is_subset({"flag": True}, {"flag": 1})
+    assert not is_subset({"a": {}}, {"a": []})
+    assert not is_subset(["x"], "x")
+    assert is_subset({"emptyDir": {}}, {"emptyDir": {}})
+
+
+def slice_(address_type: str, *endpoints: dict[str, Any]) -> dict[str, Any]:
+    return {"addressType": address_type, "endpoints": list(endpoints)}
+
+
+def ep(address: str, ready: bool | None, pod: str | None = None, terminating: bool = False) -> dict[str, Any]:
+    conditions: dict[str, Any] = {"terminating": terminating}
+    if ready is not None:
+        conditions["ready"] = ready
+    endpoint: dict[str, Any] = {"addresses": [address], "conditions": conditions}
+    if pod:
+        endpoint["targetRef"] = {"kind": "Pod", "name": pod, "uid": f"uid-{pod}"}
+    return endpoint
+
+
+def test_only_ready_addresses_sorted_numerically() -> None:
+    slices = [
+        slice_("IPv4", ep("10.0.0.10", True, "a"), ep("10.0.0.9", True, "b"), ep("10.0.0.11", False, "c")),
+        slice_("IPv4", ep("10.0.0.12", False, "d", terminating=True), ep("10.0.0.2", None, "e")),
+    ]
+    assert ready_addresses(slices) == ["10.0.0.9", "10.0.0.10"]
+    assert ready_endpoints(slices, 5252) == [Endpoint("10.0.0.9", 5252), Endpoint("10.0.0.10", 5252)]
+
+
+def test_duplicates_and_dual_stack_collapse_per_pod() -> None:
+    slices = [
+        slice_("IPv6", ep("fd00::5", True, "a")),
+        slice_("IPv4", ep("10.0.0.5", True, "a")),
+        slice_("IPv4", ep("10.0.0.5", True, "a")),
+        slice_("FQDN", ep("example.com", True, "z")),
+    ]
+    assert ready_addresses(slices) == ["10.0.0.5"]
+
+
+def test_no_slices_no_endpoints() -> None:
+    assert ready_endpoints([], 5252) == []
+    assert ready_addresses([{"addressType": "IPv4", "endpoints": None}]) == []

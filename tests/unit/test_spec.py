@@ -1,0 +1,166 @@
+"""parse_spec: the CRD's defaults, and an error naming the field for every bad value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from scaledapi_operator.spec import BackendSpec, ProxySpec, ScaledApiSpec, SpecError, parse_spec
+
+
+def minimal() -> dict[str, Any]:
+    return {"backend": {"image": "scaledapi/backend:dev"}, "proxy": {"image": "scaledapi/nginx:dev"}}
+
+
+def test_defaults_match_the_crd() -> None:
+    spec = parse_spec(minimal())
+    assert spec == ScaledApiSpec(
+        replicas=1,
+        backend=BackendSpec(
+            image="scaledapi/backend:dev",
+            image_pull_policy="IfNotPresent",
+            port=5252,
+            greeting="Hello",
+            termination_delay_seconds=5,
+            graceful_shutdown_seconds=20,
+        ),
+        proxy=ProxySpec(
+            image="scaledapi/nginx:dev",
+            image_pull_policy="IfNotPresent",
+            replicas=1,
+            service_type="ClusterIP",
+            port=8080,
+            node_port=None,
+            external_url=None,
+            worker_processes=1,
+            next_upstream_tries=3,
+            upstream_timeout_seconds=30,
+        ),
+    )
+
+
+def test_full_spec() -> None:
+    spec = parse_spec(
+        {
+            "replicas": 3,
+            "backend": {
+                "image": "b:1",
+                "imagePullPolicy": "Never",
+                "port": 9000,
+                "greeting": "Hi",
+                "terminationDelaySeconds": 0,
+                "gracefulShutdownSeconds": 300,
+            },
+            "proxy": {
+                "image": "n:1",
+                "imagePullPolicy": "Always",
+                "replicas": 2,
+                "serviceType": "NodePort",
+                "port": 80,
+                "nodePort": 30080,
+                "externalURL": "http://localhost:8080",
+                "workerProcesses": 8,
+                "nextUpstreamTries": 10,
+                "upstreamTimeoutSeconds": 1,
+            },
+        }
+    )
+    assert spec.replicas == 3
+    assert spec.backend == BackendSpec("b:1", "Never", 9000, "Hi", 0, 300)
+    assert spec.proxy == ProxySpec(
+        "n:1", "Always", 2, "NodePort", 80, 30080, "http://localhost:8080", 8, 10, 1
+    )
+
+
+def test_spec_is_frozen() -> None:
+    spec = parse_spec(minimal())
+    with pytest.raises(AttributeError):
+        spec.replicas = 5  # type: ignore[misc]
+
+
+def test_zero_replicas_is_allowed() -> None:
+    assert parse_spec({**minimal(), "replicas": 0}).replicas == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("replicas",), -1, "spec.replicas"),
+        (("replicas",), 51, "spec.replicas"),
+        (("replicas",), "2", "spec.replicas"),
+        (("replicas",), True, "spec.replicas"),
+        (("backend", "image"), "has space", "spec.backend.image"),
+        (("backend", "image"), "", "spec.backend.image"),
+        (("backend", "image"), "x" * 513, "spec.backend.image"),
+        (("backend", "image"), 5, "spec.backend.image"),
+        (("backend", "imagePullPolicy"), "Sometimes", "spec.backend.imagePullPolicy"),
+        (("backend", "port"), 0, "spec.backend.port"),
+        (("backend", "port"), 65536, "spec.backend.port"),
+        (("backend", "greeting"), "x" * 257, "spec.backend.greeting"),
+        (("backend", "terminationDelaySeconds"), 61, "spec.backend.terminationDelaySeconds"),
+        (("backend", "terminationDelaySeconds"), -1, "spec.backend.terminationDelaySeconds"),
+        (("backend", "gracefulShutdownSeconds"), 0, "spec.backend.gracefulShutdownSeconds"),
+        (("backend", "gracefulShutdownSeconds"), 301, "spec.backend.gracefulShutdownSeconds"),
+        (("proxy", "image"), "a b", "spec.proxy.image"),
+        (("proxy", "imagePullPolicy"), "always", "spec.proxy.imagePullPolicy"),
+        (("proxy", "replicas"), 0, "spec.proxy.replicas"),
+        (("proxy", "replicas"), 11, "spec.proxy.replicas"),
+        (("proxy", "serviceType"), "ExternalName", "spec.proxy.serviceType"),
+        (("proxy", "port"), 70000, "spec.proxy.port"),
+        (("proxy", "workerProcesses"), 9, "spec.proxy.workerProcesses"),
+        (("proxy", "nextUpstreamTries"), 0, "spec.proxy.nextUpstreamTries"),
+        (("proxy", "upstreamTimeoutSeconds"), 301, "spec.proxy.upstreamTimeoutSeconds"),
+        (("proxy", "externalURL"), "ftp://x", "spec.proxy.externalURL"),
+        (("proxy", "externalURL"), "http://a b", "spec.proxy.externalURL"),
+    ],
+)
+def test_bad_values_name_the_field(path: tuple[str, ...], value: Any, field: str) -> None:
+    body = minimal()
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(SpecError) as caught:
+        parse_spec(body)
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("section", ["backend", "proxy"])
+def test_missing_section(section: str) -> None:
+    body = minimal()
+    del body[section]
+    with pytest.raises(SpecError, match=rf"^spec\.{section}: is required"):
+        parse_spec(body)
+
+
+@pytest.mark.parametrize("section", ["backend", "proxy"])
+def test_section_must_be_an_object(section: str) -> None:
+    with pytest.raises(SpecError, match=rf"^spec\.{section}: must be an object"):
+        parse_spec({**minimal(), section: "nope"})
+
+
+@pytest.mark.parametrize("section", ["backend", "proxy"])
+def test_missing_image(section: str) -> None:
+    body = minimal()
+    del body[section]["image"]
+    with pytest.raises(SpecError, match=rf"^spec\.{section}\.image: is required"):
+        parse_spec(body)
+
+
+@pytest.mark.parametrize("node_port", [29999, 32768])
+def test_node_port_bounds(node_port: int) -> None:
+    body = minimal()
+    body["proxy"].update(serviceType="NodePort", nodePort=node_port)
+    with pytest.raises(SpecError, match=r"^spec\.proxy\.nodePort: must be between 30000 and 32767"):
+        parse_spec(body)
+
+
+def test_node_port_needs_node_port_or_load_balancer() -> None:
+    body = minimal()
+    body["proxy"]["nodePort"] = 30080  # serviceType defaults to ClusterIP
+    with pytest.raises(SpecError, match=r"^spec\.proxy\.nodePort: is only allowed with serviceType NodePort"):
+        parse_spec(body)
+    body["proxy"]["serviceType"] = "LoadBalancer"
+    assert parse_spec(body).proxy.node_port == 30080
