@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -226,7 +227,8 @@ class PodWatcher:
             "-o",
             f"jsonpath={self._FORMAT}",
         ]
-        self._process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
+        self._process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         self._thread = threading.Thread(target=self._read, name="pod-watch", daemon=True)
         self._thread.start()
 
@@ -244,6 +246,10 @@ class PodWatcher:
                     self.ready_at.setdefault(event.name, at)
 
     def first_ready(self) -> dict[str, float]:
+        """Pod -> when it was first seen Ready; raises if the watch has died."""
+        if self._process.poll() is not None:
+            self._stderr.seek(0)
+            raise AssertionError(f"kubectl get pods --watch exited: {self._stderr.read().strip()}")
         with self._lock:
             return dict(self.ready_at)
 
@@ -255,6 +261,7 @@ class PodWatcher:
             self._process.kill()
             self._process.wait(timeout=10)
         self._thread.join(timeout=10)
+        self._stderr.close()
 
     def __enter__(self) -> PodWatcher:
         return self

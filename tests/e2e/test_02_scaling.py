@@ -15,7 +15,7 @@ def test_scale_up_and_down(namespace: str, name: str) -> None:
     # A client probing ~100 times a second sees each pod's first answer; a pod watch sees each Ready.
     with (
         sapi.PodWatcher(namespace, kube.backend_selector(name)) as watcher,
-        traffic.Load(rate=100, workers=2, max_seconds=400) as probe,
+        traffic.Load(rate=100, workers=4, max_seconds=400) as probe,
     ):
         t_scale = time.monotonic()
         sapi.scale(namespace, name, 5)

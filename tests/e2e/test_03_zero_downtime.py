@@ -15,7 +15,7 @@ def test_no_failed_request(namespace: str, name: str) -> None:
     sapi.wait_serving(namespace, name, 2)
     timeline: list[tuple[float, str]] = []
 
-    with traffic.Load(rate=100, workers=4, max_seconds=540, max_requests=60_000) as load:
+    with traffic.Load(rate=100, workers=8, max_seconds=540, max_requests=60_000) as load:
 
         def step(what: str) -> None:
             timeline.append((time.monotonic() - load.started, what))

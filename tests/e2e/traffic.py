@@ -90,7 +90,7 @@ class Load:
         self,
         port: int = DEFAULT_PORT,
         rate: float = 100.0,
-        workers: int = 4,
+        workers: int = 8,
         timeout: float = REQUEST_TIMEOUT,
         max_seconds: float = 600.0,
         max_requests: int = 100_000,
@@ -141,7 +141,8 @@ class Load:
                 # Pacing between requests, interruptible by stop(); not a wait for a condition.
                 self._stop.wait(next_at - now)
                 continue
-            next_at = max(next_at + interval, now)  # no burst to catch up after a slow answer
+            # Catch up after a slow answer, but by at most a second's worth of requests.
+            next_at = max(next_at + interval, now - 1.0)
             answer = hello(self.port, self.timeout)
             with self._lock:
                 self.answers.append(answer)
