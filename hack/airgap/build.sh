@@ -42,7 +42,7 @@ CA_HASH=$(sha256sum "$CA_BUNDLE" | cut -c1-16)
 # outputs (files under $OUT/STEP-KEY, Docker images) are still there.
 # Bump a step's REV_* when its recipe changes in a way that must rebuild it.
 REV_rootfs=1 REV_kind=1 REV_kubernetes=1 REV_etcd=1 REV_coredns=1 REV_crictl=1 REV_localpath=1
-REV_kindnetd=1 REV_pause=1 REV_debian=1 REV_bases=1 REV_kindbase=1 REV_components=1 REV_node=1
+REV_kindnetd=1 REV_pause=1 REV_debian=1 REV_bases=2 REV_kindbase=1 REV_components=1 REV_node=1
 
 key_of() {
   local step=$1; shift
@@ -67,7 +67,13 @@ run_step() {
   local t0; t0=$(date +%s)
   rm -rf "$D"; mkdir -p "$D"
   echo "=== $(date -Is) $step $key" >>"$LOGS/$step.log"
-  if ! ( set -euo pipefail; "$fn" ) >>"$LOGS/$step.log" 2>&1; then
+  local rc=0
+  # not in an `if`: errexit must stay active inside the step's subshell
+  set +e
+  ( set -euo pipefail; "$fn" ) >>"$LOGS/$step.log" 2>&1
+  rc=$?
+  set -e
+  if (( rc != 0 )); then
     tail -n 40 "$LOGS/$step.log" >&2
     die "$step failed after $(( $(date +%s) - t0 ))s (log: $LOGS/$step.log)"
   fi
@@ -98,7 +104,7 @@ K_kindnetd=$(key_of kindnetd "$KINDNETD_VERSION" "$KINDNETD_FALLBACK_REV" "$GO_V
 K_pause=$(key_of pause "$(sha256sum "$here/pause.c" | cut -c1-16)")
 K_rootfs=$(key_of rootfs "$DEBIAN_SUITE" "$DEBIAN_MIRROR")
 K_debian=$(key_of debian "$K_rootfs" "$CA_HASH")
-K_bases=$(key_of bases "$K_debian")
+K_bases=$(key_of bases "$K_debian" "$(sha256sum "$here/iptables-wrapper" | cut -c1-16)")
 K_kindbase=$(key_of kindbase "$K_debian" "$KIND_VERSION" "$K_crictl" \
   "$(sha256sum "$here/runc-capfilter" | cut -c1-16)")
 K_components=$(key_of components "$K_debian" "$KIND_VERSION" "$K_kubernetes" "$K_etcd" "$ETCD_IMAGE_TAG" \
@@ -291,7 +297,8 @@ build_bases() {
   } >"$ctx/python/Dockerfile"
   {
     echo "FROM $IMG_DEBIAN"
-    apt_run nginx python3-minimal ca-certificates
+    # python3, not python3-minimal: the proxy entrypoint needs json, ssl, http.client (libpython3-stdlib)
+    apt_run nginx python3 ca-certificates
     # uid/gid 101 "nginx" (what the official nginx image uses), for running nginx as non-root
     cat <<'EOF'
 RUN set -e; \
@@ -303,7 +310,7 @@ RUN set -e; \
       if getent passwd 101 >/dev/null; then usermod -l nginx -g 101 -d /nonexistent -s /usr/sbin/nologin "$(getent passwd 101 | cut -d: -f1)"; \
       else useradd -r -u 101 -g 101 -d /nonexistent -s /usr/sbin/nologin -M nginx; fi; \
     fi; \
-    id nginx; nginx -v; python3 --version; \
+    id nginx; nginx -v; python3 -c "import json, ssl, http.client, urllib.request"; \
     rm -f /etc/nginx/sites-enabled/default
 STOPSIGNAL SIGQUIT
 CMD ["nginx", "-g", "daemon off;"]
@@ -312,7 +319,17 @@ EOF
   {
     echo "FROM $IMG_DEBIAN"
     apt_run iptables nftables conntrack iproute2 kmod ca-certificates
+    echo 'COPY iptables-wrapper /usr/sbin/iptables-wrapper'
+    cat <<'EOF'
+RUN set -e; for f in iptables ip6tables; do \
+      update-alternatives --install /usr/sbin/$f $f /usr/sbin/iptables-wrapper 100 \
+        --slave /usr/sbin/$f-restore $f-restore /usr/sbin/iptables-wrapper \
+        --slave /usr/sbin/$f-save $f-save /usr/sbin/iptables-wrapper; \
+      update-alternatives --set $f /usr/sbin/iptables-wrapper; \
+    done
+EOF
   } >"$ctx/iptables/Dockerfile"
+  install -m 0755 "$here/iptables-wrapper" "$ctx/iptables/iptables-wrapper"
   docker_build "$IMG_PYTHON" "$ctx/python"
   docker_build "$IMG_NGINX" "$ctx/nginx"
   docker_build "$IMG_IPTABLES" "$ctx/iptables"
