@@ -37,12 +37,24 @@ def nginx_run_command(nginx_bin: str, conf_path: str) -> list[str]:
 
 
 def worker_pids(master_pid: int) -> set[int] | None:
-    """Children of the nginx master from /proc (its workers), or None when the kernel does not tell."""
+    """Children of a process (for the nginx master: its workers) from /proc, None when not observable.
+
+    Each thread lists only the children it forked itself, so all of the process's threads are read.
+    """
     try:
-        with open(f"/proc/{master_pid}/task/{master_pid}/children", encoding="ascii") as f:
-            return {int(p) for p in f.read().split()}
-    except (OSError, ValueError):
+        tasks = os.listdir(f"/proc/{master_pid}/task")
+    except OSError:
         return None
+    pids: set[int] = set()
+    readable = False
+    for task in tasks:
+        try:
+            with open(f"/proc/{master_pid}/task/{task}/children", encoding="ascii") as f:
+                pids.update(int(p) for p in f.read().split())
+            readable = True
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile, or the kernel has no children file
+    return pids if readable else None
 
 
 def shorten(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:

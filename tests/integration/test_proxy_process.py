@@ -1,0 +1,151 @@
+"""``python3 -m scaledapi_proxy`` as a process: real nginx, a fake API server for the ConfigMaps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, config_hash, render_nginx_conf
+from scaledapi_proxy.applier import worker_pids
+from tests.integration.fake_kube_api import FakeKubeApi
+from tests.integration.itest_support import Backend, free_port, hello, http_ok, stop_process, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+POD = "demo-proxy-7f9c-abcde"
+DEADLINE_S = 15.0
+
+
+@dataclass
+class ProxyRun:
+    api: FakeKubeApi
+    proc: subprocess.Popen[bytes]
+    settings: NginxSettings
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.listen_port}"
+
+    def render(self, endpoints: list[Endpoint]) -> str:
+        return render_nginx_conf(self.settings, endpoints)
+
+    def report_for(self, digest: str) -> dict[str, Any] | None:
+        return next((r for r in reversed(self.api.status_reports(POD)) if r["hash"] == digest), None)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+@pytest.fixture
+def proxy(nginx_bin: str, tmp_path: Path) -> Iterator[Callable[[str], ProxyRun]]:
+    runs: list[ProxyRun] = []
+    api = FakeKubeApi("demo", "demo-proxy", "demo-proxy-status")
+    api.start()
+
+    def start(initial_text_endpoints_marker: str = "") -> ProxyRun:
+        runtime = tmp_path / "nginx"
+        settings = NginxSettings(listen_port=free_port(), runtime_dir=str(runtime))
+        env = {
+            **os.environ,
+            "PATH": os.pathsep.join([str(Path(nginx_bin).parent), os.environ.get("PATH", "")]),
+            "PYTHONPATH": str(REPO / "nginx"),
+            "POD_NAME": POD,
+            "POD_NAMESPACE": "demo",
+            "SCALEDAPI_CONFIGMAP": "demo-proxy",
+            "SCALEDAPI_STATUS_CONFIGMAP": "demo-proxy-status",
+            "NGINX_CONF_PATH": str(runtime / "nginx.conf"),
+            "SCALEDAPI_KUBE_API_URL": api.url,
+        }
+        log_path = tmp_path / "proxy.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "scaledapi_proxy"], env=env, stdout=log, stderr=log
+            )
+        run = ProxyRun(api, proc, settings, log_path)
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        stop_process(run.proc)
+    api.stop()
+
+
+def test_proxy_follows_the_configmap_and_stops_gracefully(
+    proxy: Callable[[], ProxyRun], start_backends: Callable[..., list[Backend]]
+) -> None:
+    a, b = start_backends("pp-a", "pp-b")
+    run = proxy()
+    first = run.render([a.endpoint])
+    run.api.set_text(first)  # exists before the proxy lists it
+
+    wait_for(lambda: http_ok(f"{run.url}/healthz"), DEADLINE_S, f"nginx started by the proxy\n{run.log()}")
+    assert hello(run.url) == "pp-a"
+    wait_for(lambda: run.report_for(config_hash(first)) is not None, DEADLINE_S, "the first report")
+    report = run.report_for(config_hash(first))
+    assert report is not None
+    assert report["state"] == "Applied"
+    assert report["time"].endswith("Z")
+    assert all(ct == "application/merge-patch+json" for ct, _ in run.api.patches)
+
+    # A change through the watch: applied, reported, served.
+    second = run.render([a.endpoint, b.endpoint])
+    changed = time.monotonic()
+    run.api.set_text(second)
+    wait_for(lambda: {hello(run.url), hello(run.url)} == {"pp-a", "pp-b"}, DEADLINE_S, "both backends")
+    print(f"watch event to both backends serving: {(time.monotonic() - changed) * 1000:.0f} ms")
+    wait_for(lambda: run.report_for(config_hash(second)) is not None, DEADLINE_S, "the second report")
+    assert "event=applied source=watch" in run.log()
+    assert "event_to_done_ms=" in run.log()
+
+    # A broken text: rejected with nginx's message, the old config keeps serving.
+    broken = second.replace("proxy_pass http://", "proxy_passs http://")
+    run.api.set_text(broken)
+    wait_for(lambda: run.report_for(config_hash(broken)) is not None, DEADLINE_S, "the rejection report")
+    rejected = run.report_for(config_hash(broken))
+    assert rejected is not None
+    assert rejected["state"] == "Rejected"
+    assert "unknown directive" in rejected["message"]
+    assert {hello(run.url) for _ in range(4)} == {"pp-a", "pp-b"}
+
+    # 410 Gone: the proxy lists again and keeps following.
+    lists = run.api.lists
+    run.api.expire()
+    wait_for(lambda: run.api.lists > lists, DEADLINE_S, "a re-list after 410")
+    third = run.render([b.endpoint])
+    run.api.set_text(third)
+    wait_for(
+        lambda: {hello(run.url) for _ in range(3)} == {"pp-b"}, DEADLINE_S, "only pp-b after the re-list"
+    )
+
+    # SIGTERM: nginx gets SIGQUIT, the proxy exits 0 with it.
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(DEADLINE_S) == 0
+    assert not http_ok(f"{run.url}/healthz")
+    assert "event=stop signal=SIGTERM" in run.log()
+
+
+def test_proxy_exits_non_zero_when_nginx_dies(
+    proxy: Callable[[], ProxyRun], start_backends: Callable[..., list[Backend]]
+) -> None:
+    (a,) = start_backends("pd-a")
+    run = proxy()
+    run.api.set_text(run.render([a.endpoint]))
+    wait_for(lambda: http_ok(f"{run.url}/healthz"), DEADLINE_S, f"nginx started by the proxy\n{run.log()}")
+
+    children = worker_pids(run.proc.pid)
+    assert children is not None
+    assert len(children) == 1
+    os.kill(children.pop(), signal.SIGKILL)
+
+    assert run.proc.wait(DEADLINE_S) != 0
+    assert "event=nginx-died" in run.log()
