@@ -1,6 +1,8 @@
 """A minimal Kubernetes API for one ConfigMap: list, watch (streamed lines, 410 on demand), merge patch.
 
 Only what ``scaledapi_proxy.kube`` uses; plain HTTP on loopback, selected through SCALEDAPI_KUBE_API_URL.
+This is a test double, used because `make test` runs without a cluster; the proxy against the real API
+server (in-cluster TLS, token, RBAC, real watches) is exercised by tests/e2e on kind.
 """
 
 from __future__ import annotations
