@@ -97,7 +97,7 @@ K_kind=$(key_of kind "$KIND_VERSION" "$GO_VERSION")
 K_kubernetes=$(key_of kubernetes "$KUBERNETES_VERSION" "$KUBERNETES_GO_VERSION")
 K_etcd=$(key_of etcd "$ETCD_VERSION" "$GO_VERSION")
 K_coredns=$(key_of coredns "$COREDNS_VERSION" "$GO_VERSION")
-K_crictl=$(key_of crictl "$CRICTL_VERSION" "$GO_VERSION")
+K_crictl=$(key_of crictl "$CRICTL_VERSION" "$CRICTL_K8S_MODULES_VERSION" "$CRICTL_GO_VERSION")
 K_localpath=$(key_of localpath "$LOCAL_PATH_PROVISIONER_VERSION" "$GO_VERSION")
 K_kindnetd=$(key_of kindnetd "$KINDNETD_VERSION" "$KINDNETD_FALLBACK_REV" "$GO_VERSION" \
   "$(cat "$here"/kindnetd/*.go "$here"/kindnetd/go.mod 2>/dev/null | sha256sum)")
@@ -194,9 +194,26 @@ build_coredns() {
 }
 
 build_crictl() {
-  GOBIN=$D gotc "$GO_VERSION" install -p "$GO_P" -trimpath \
+  # A wrapper module, not `go install ...@version`: that asks the proxy for the module's version list,
+  # which this proxy refuses for cri-tools. The proxy serves v1.34.0 but its checksum database has no
+  # entry for it: skip that one lookup (GONOSUMDB) for this module only; its dependencies are verified.
+  # cri-tools v1.34.0 requires Kubernetes staging modules at v0.34.0-rc.2, which the checksum database
+  # does not know either: require the same modules at the release $CRICTL_K8S_MODULES_VERSION instead.
+  local src m
+  src=$(GONOSUMDB=sigs.k8s.io/cri-tools moddir "sigs.k8s.io/cri-tools@$CRICTL_VERSION")
+  mkdir -p "$D/mod"
+  {
+    printf 'module scaledapi.local/airgap/crictl\n\ngo 1.25\n\nrequire (\n\tsigs.k8s.io/cri-tools %s\n' "$CRICTL_VERSION"
+    for m in $(awk '$1 ~ /^k8s\.io\// && $2 ~ /^v0\.[0-9]+\.[0-9]+-(alpha|beta|rc)\./ {print $1}' "$src/go.mod"); do
+      printf '\t%s %s\n' "$m" "$CRICTL_K8S_MODULES_VERSION"
+    done
+    printf ')\n'
+  } >"$D/mod/go.mod"
+  cat "$D/mod/go.mod"
+  cd "$D/mod"
+  GONOSUMDB=sigs.k8s.io/cri-tools gotc "$CRICTL_GO_VERSION" build -mod=mod -p "$GO_P" -trimpath \
     -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
-    "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+    -o "$D/crictl" sigs.k8s.io/cri-tools/cmd/crictl
   "$D/crictl" --version
 }
 
@@ -348,7 +365,7 @@ build_kindbase() {
   find "$ctx/files" -type d -exec chmod 0755 {} +
   find "$ctx/files" -type f -exec chmod 0644 {} +
   chmod 0755 "$ctx"/files/usr/local/bin/* "$ctx"/files/kind/bin/*
-  install -m 0755 "$here/runc-capfilter" "$ctx/files/usr/local/sbin/runc-capfilter"
+  install -D -m 0755 "$here/runc-capfilter" "$ctx/files/usr/local/sbin/runc-capfilter"
   install -m 0755 "$OUT/crictl-$K_crictl/crictl" "$ctx/files/usr/local/bin/crictl"
   {
     echo "FROM $IMG_DEBIAN"
@@ -499,13 +516,12 @@ build_node() {
   done
   docker exec "$cid" ctr -n k8s.io images ls -q | tee "$D/node-images.txt"
   docker exec "$cid" sh -c 'pkill containerd; while pgrep -x containerd >/dev/null; do sleep 0.2; done; rm -rf /kind/import /tmp/containerd.log'
+  # ENV container=docker and STOPSIGNAL come from the base image's config, which the container keeps
   docker commit \
     --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
     --change 'CMD []' \
-    --change 'ENV container=docker' \
-    --change 'STOPSIGNAL SIGRTMIN+3' \
     "$cid" "$IMG_NODE"
-  docker image inspect -f '{{json .Config.Entrypoint}} {{json .Config.Cmd}}' "$IMG_NODE"
+  docker image inspect -f '{{json .Config.Entrypoint}} {{json .Config.Cmd}} {{.Config.StopSignal}} {{json .Config.Env}}' "$IMG_NODE"
 }
 
 # ---------------------------------------------------------------------------------------------------
