@@ -42,7 +42,7 @@ CA_HASH=$(sha256sum "$CA_BUNDLE" | cut -c1-16)
 # outputs (files under $OUT/STEP-KEY, Docker images) are still there.
 # Bump a step's REV_* when its recipe changes in a way that must rebuild it.
 REV_rootfs=1 REV_kind=1 REV_kubernetes=1 REV_etcd=1 REV_coredns=1 REV_crictl=1 REV_localpath=1
-REV_kindnetd=1 REV_pause=1 REV_debian=1 REV_bases=2 REV_kindbase=1 REV_components=1 REV_node=1
+REV_kindnetd=1 REV_pause=1 REV_debian=1 REV_bases=2 REV_kindbase=2 REV_components=1 REV_node=1
 
 key_of() {
   local step=$1; shift
@@ -369,6 +369,11 @@ build_kindbase() {
   install -m 0755 "$OUT/crictl-$K_crictl/crictl" "$ctx/files/usr/local/bin/crictl"
   {
     echo "FROM $IMG_DEBIAN"
+    # Node containerd config changes (kind's config.toml otherwise):
+    # - runc is called through runc-capfilter (privileged pods ask for capabilities the host may lack);
+    # - restrict_oom_score_adj = true: without CAP_SYS_RESOURCE no process may lower oom_score_adj, and
+    #   the kubelet asks -998 for critical pods, which fails their sandbox ("can't get final child's PID
+    #   from pipe"); containerd then clamps the value to its own. kind sets the same for rootless nodes.
     # kind's package list (images/base/Dockerfile), with Debian's containerd, runc and CNI plugins
     # instead of release tarballs; without nfs/iscsi/fuse-overlayfs (not used here).
     apt_run systemd dbus conntrack iptables nftables iproute2 ethtool util-linux mount kmod \
@@ -390,6 +395,8 @@ RUN set -e \
  && mkdir -p /opt/cni/bin && for p in /usr/lib/cni/*; do ln -sf "$p" "/opt/cni/bin/$(basename "$p")"; done \
  && sed -i 's|^\( *\)SystemdCgroup = true|&\n\1BinaryName = "/usr/local/sbin/runc-capfilter"|' /etc/containerd/config.toml \
  && grep -q 'BinaryName = "/usr/local/sbin/runc-capfilter"' /etc/containerd/config.toml \
+ && sed -i 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' /etc/containerd/config.toml \
+ && grep -q 'restrict_oom_score_adj = true' /etc/containerd/config.toml \
  && ctr oci spec \
       | jq '.hooks.createContainer[.hooks.createContainer| length] |= . + {"path": "/kind/bin/mount-product-files.sh"}' \
       | jq 'del(.process.rlimits)' > /etc/containerd/cri-base.json \
