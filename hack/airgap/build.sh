@@ -501,7 +501,8 @@ build_components() {
 build_node() {
   local kbin=$OUT/kubernetes-$K_kubernetes comp=$OUT/components-$K_components cid t deadline
   cid=$(docker run -d --privileged --entrypoint /bin/sleep "$IMG_KINDBASE" infinity)
-  trap 'docker rm -f "$cid" >/dev/null 2>&1 || true' RETURN
+  # the step runs in its own subshell: EXIT fires on success and on errexit alike
+  trap 'docker rm -f "$cid" >/dev/null 2>&1 || true' EXIT
   docker cp "$kbin/kubeadm" "$cid:/usr/bin/kubeadm"
   docker cp "$kbin/kubelet" "$cid:/usr/bin/kubelet"
   docker cp "$kbin/kubectl" "$cid:/usr/bin/kubectl"

@@ -4,14 +4,22 @@
 #   CoreDNS, kube-proxy, kindnet, local-path-provisioner running, no pod pulling ->
 #   `kind load docker-image` of a locally built image, a restricted pod from it (IfNotPresent) ->
 #   a local-path PersistentVolumeClaim bound and written (helper image) -> cluster deleted.
-# Usage: verify.sh [--keep]   (--keep leaves the cluster running)
+# Usage: verify.sh [--keep] [--replace]
+#   --keep leaves the cluster running; --replace deletes an existing cluster of the same name first
+#   (without it an existing cluster, maybe someone else's, is an error).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 CACHE=${SCALEDAPI_CACHE:-/var/cache/scaledapi}
-keep=0
-[[ ${1:-} == --keep ]] && keep=1
+keep=0 replace=0
+for a in "$@"; do
+  case $a in
+    --keep) keep=1 ;;
+    --replace) replace=1 ;;
+    *) echo "usage: verify.sh [--keep] [--replace]" >&2; exit 2 ;;
+  esac
+done
 
 [[ -s $CACHE/images.env ]] || { echo "verify.sh: no $CACHE/images.env; run hack/airgap/build.sh first" >&2; exit 1; }
 # shellcheck disable=SC1091
@@ -37,7 +45,12 @@ wait_for() {
 lap "docker engine ready"
 
 if kind get clusters 2>/dev/null | grep -qx "$cluster"; then
-  kind delete cluster --name "$cluster"
+  if (( replace )); then
+    kind delete cluster --name "$cluster"
+  else
+    echo "verify.sh: a kind cluster named $cluster exists; delete it or pass --replace" >&2
+    exit 1
+  fi
 fi
 kind create cluster --config "$repo/kind-config.yaml" --image "$KIND_NODE_IMAGE" --wait 0s
 lap "kind create cluster returned"
