@@ -12,9 +12,14 @@ if airgap_enabled; then
   build_args=(--build-arg "PYTHON_BASE=${PYTHON_BASE}" --build-arg "NGINX_BASE=${NGINX_BASE}")
 fi
 
+mkdir -p "$REPO_ROOT/reports"
 build() {
   local image=$1 dockerfile=$2 start=$SECONDS
-  docker build --quiet "${build_args[@]}" -f "$dockerfile" -t "$image" . >/dev/null
+  local build_log="$REPO_ROOT/reports/build-${image//[:\/]/-}.log"
+  if ! docker build "${build_args[@]}" -f "$dockerfile" -t "$image" . >"$build_log" 2>&1; then
+    tail -n 40 "$build_log" >&2
+    die "building ${image} failed (full log: ${build_log})"
+  fi
   log "built ${image} in $((SECONDS - start)) s"
 }
 build "$BACKEND_IMAGE" backend/Dockerfile
