@@ -5,7 +5,8 @@
 # store, keyed by the values in versions.env that each step uses. Writes $SCALEDAPI_CACHE/images.env and
 # installs kind and kubectl into $SCALEDAPI_CACHE/bin.
 #
-# Usage: build.sh [STEP ...]   (no STEP: everything; a STEP name builds that step and what it needs)
+# Usage: build.sh [STEP ...]   (no STEP: everything; STEP names build single steps, for development)
+#        build.sh --prune      (removes cached outputs and images of keys other than the current ones)
 # One line per step on stdout (with elapsed seconds); each step's full log is $SCALEDAPI_CACHE/logs/STEP.log.
 set -euo pipefail
 
@@ -533,7 +534,30 @@ build_node() {
 }
 
 # ---------------------------------------------------------------------------------------------------
+prune() {
+  local current=" rootfs-$K_rootfs kind-$K_kind kubernetes-$K_kubernetes etcd-$K_etcd coredns-$K_coredns"
+  current+=" crictl-$K_crictl localpath-$K_localpath kindnetd-$K_kindnetd pause-$K_pause debian-$K_debian"
+  current+=" bases-$K_bases kindbase-$K_kindbase components-$K_components node-$K_node "
+  local p img keep_imgs
+  for p in "$OUT"/* "$CACHE"/stamps/*; do
+    [[ -e $p ]] || continue
+    [[ $current == *" $(basename "$p") "* ]] && continue
+    say "prune: $p"; rm -rf "$p"
+  done
+  keep_imgs=" $IMG_DEBIAN $IMG_PYTHON $IMG_NGINX $IMG_IPTABLES $IMG_KINDBASE $IMG_NODE $IMG_PREFIX/static:$K_components "
+  while read -r img; do
+    [[ $keep_imgs == *" $img "* ]] && continue
+    say "prune: image $img"; docker rmi "$img" >/dev/null || true
+  done < <(docker images --format '{{.Repository}}:{{.Tag}}' | grep "^$IMG_PREFIX/" || true)
+  rm -rf "$WORK"
+  du -sh "$CACHE"
+}
+
 want=("$@")
+if [[ ${want[0]:-} == --prune ]]; then
+  prune
+  exit 0
+fi
 wants() { # wants STEP: true when STEP (or everything) was asked for
   (( ${#want[@]} == 0 )) && return 0
   local w; for w in "${want[@]}"; do [[ $w == "$1" ]] && return 0; done; return 1
@@ -581,6 +605,13 @@ wait "$go_pid" || die "a Go build failed (see $LOGS)"
 run_step kindbase "$K_kindbase" build_kindbase "$IMG_KINDBASE"
 run_step components "$K_components" build_components
 run_step node "$K_node" build_node "$IMG_NODE"
+
+# Go's build cache (~5 GB after a cold build) only speeds up recompiling; every output is kept under
+# $OUT and keyed, so drop it unless asked to keep it. The module cache (~3.5 GB) stays: a changed version
+# then downloads only the modules that changed.
+if [[ ${AIRGAP_KEEP_GO_BUILD_CACHE:-0} != 1 && -d $GOCACHE ]]; then
+  rm -rf "$GOCACHE"
+fi
 
 install -m 0755 "$OUT/kind-$K_kind/kind" "$CACHE/bin/kind"
 install -m 0755 "$OUT/kubernetes-$K_kubernetes/kubectl" "$CACHE/bin/kubectl"
