@@ -7,12 +7,14 @@
 #
 # Usage: build.sh [STEP ...]   (no STEP: everything; STEP names build single steps, for development)
 #        build.sh --prune      (removes cached outputs and images of keys other than the current ones)
+#        build.sh --keys       (prints each step's cache key and whether it is built)
+# AIRGAP_VERSIONS=FILE uses another versions file (default: versions.env beside this script).
 # One line per step on stdout (with elapsed seconds); each step's full log is $SCALEDAPI_CACHE/logs/STEP.log.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
-source "$here/versions.env"
+source "${AIRGAP_VERSIONS:-$here/versions.env}"
 
 CACHE=${SCALEDAPI_CACHE:-/var/cache/scaledapi}
 LOGS=$CACHE/logs
@@ -61,7 +63,7 @@ run_step() {
   local step=$1 key=$2 fn=$3; shift 3
   local stamp=$CACHE/stamps/$step-$key
   D=$OUT/$step-$key
-  if [[ -e $stamp ]] && images_exist "$@"; then
+  if [[ -e $stamp && -d $D ]] && images_exist "$@"; then
     say "$step: cached ($key)"
     return 0
   fi
@@ -556,6 +558,14 @@ prune() {
 want=("$@")
 if [[ ${want[0]:-} == --prune ]]; then
   prune
+  exit 0
+fi
+if [[ ${want[0]:-} == --keys ]]; then # the cache key of every step, and whether it is built
+  for s in rootfs kind kubernetes etcd coredns crictl localpath kindnetd pause debian bases kindbase components node; do
+    k="K_$s"
+    state=missing; [[ -e $CACHE/stamps/$s-${!k} ]] && state=built
+    printf '%-11s %s %s\n' "$s" "${!k}" "$state"
+  done
   exit 0
 fi
 wants() { # wants STEP: true when STEP (or everything) was asked for
