@@ -43,6 +43,16 @@ cluster_exists() {
   command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"
 }
 
+# The cluster's API server is ready within 60 s (a node container restarted by Docker needs a moment).
+api_answers() {
+  local deadline=$(($(date +%s) + 60))
+  docker start "${CLUSTER_NAME}-control-plane" >/dev/null 2>&1 || return 1
+  until kubectl_ctx get --raw /readyz >/dev/null 2>&1; do
+    if (($(date +%s) >= deadline)); then return 1; fi
+    sleep 2 # poll interval
+  done
+}
+
 # Poll a command until it succeeds or the deadline (seconds) passes.
 wait_until() {
   local deadline=$(($(date +%s) + $1)) what=$2

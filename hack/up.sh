@@ -8,6 +8,11 @@ start=$SECONDS
 
 "$REPO_ROOT/hack/tools.sh"
 
+# A cluster left from an earlier session may have lost its node container with the Docker daemon.
+if cluster_exists && ! api_answers; then
+  log "cluster ${CLUSTER_NAME} exists but its API server does not answer: recreating it"
+  kind delete cluster --name "$CLUSTER_NAME"
+fi
 if cluster_exists; then
   log "cluster ${CLUSTER_NAME} exists"
 else
