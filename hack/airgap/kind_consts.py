@@ -6,12 +6,14 @@ Usage: kind_consts.py NAME FILE.go [FILE.go ...]
 Handles what kind uses for these constants: raw (`...`) and interpreted ("...") string literals and
 other string constants of the same files, joined with `+`.
 """
+
 import ast
 import re
 import sys
+from pathlib import Path
 
 TOKEN = re.compile(r'\s*(?:(`[^`]*`)|("(?:[^"\\]|\\.)*")|([A-Za-z_][A-Za-z0-9_]*)|(\+))', re.S)
-DECL = re.compile(r'^(?:const|var)\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*', re.M)
+DECL = re.compile(r"^(?:const|var)\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*", re.M)
 
 
 def parse_expr(src: str, pos: int):
@@ -41,7 +43,7 @@ def main() -> int:
     name, files = sys.argv[1], sys.argv[2:]
     decls = {}
     for f in files:
-        src = open(f, encoding="utf-8").read()
+        src = Path(f).read_text(encoding="utf-8")
         for m in DECL.finditer(src):
             parts, _ = parse_expr(src, m.end())
             if parts:
