@@ -140,6 +140,7 @@ def wait_for(
     with ``what`` was waited for (default: the predicate's name), the last value or exception, and
     ``describe()`` (the current state of whatever the caller finds useful).
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this loop
     deadline = time.monotonic() + timeout
     last: object = None
     stop = threading.Event()

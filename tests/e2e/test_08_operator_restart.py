@@ -71,7 +71,7 @@ def test_operator_restart_changes_nothing(namespace: str, name: str) -> None:
 
     def resumed() -> bool:
         logs = kube.kubectl("logs", "-n", kube.OPERATOR_NAMESPACE, new_pod.name, check=False).stdout
-        return any(f"{namespace}/{name}" in line and "resum" in line.lower() for line in logs.splitlines())
+        return any(f"[{namespace}/{name}]" in line and "resum" in line.lower() for line in logs.splitlines())
 
     kube.wait_for(
         resumed,
