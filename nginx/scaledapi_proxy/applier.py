@@ -200,7 +200,7 @@ class NginxApplier:
                     f"nginx -t ok but nginx started no new workers within {self.reload_confirm_s:g}s "
                     "after SIGHUP; see the nginx log"
                 )
-            time.sleep(0.002)
+            time.sleep(0.002)  # poll interval, bounded by the deadline above
 
 
 def is_accepting_worker(pid: int) -> bool:

@@ -106,7 +106,7 @@ def resync_all(kube: Kube) -> None:
 async def _resync_forever(kube: Kube) -> None:
     # The period between passes of an operator-wide backstop loop, not a wait inside a handler.
     while True:
-        await asyncio.sleep(RESYNC_SECONDS)
+        await asyncio.sleep(RESYNC_SECONDS)  # poll: the resync period
         try:
             await asyncio.to_thread(resync_all, kube)
         except Exception:

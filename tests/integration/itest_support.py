@@ -23,7 +23,7 @@ def wait_for(predicate: Callable[[], bool], deadline_s: float, what: str, interv
     while not predicate():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {deadline_s:g}s waiting for {what}")
-        time.sleep(interval_s)
+        time.sleep(interval_s)  # poll interval, bounded by the deadline above
 
 
 def free_port() -> int:

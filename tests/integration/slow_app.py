@@ -23,5 +23,5 @@ def slow() -> Response:
     marker_dir = os.environ.get("SLOW_MARKER_DIR")
     if marker_dir:
         Path(marker_dir, "started").touch()
-    time.sleep(seconds)
+    time.sleep(seconds)  # the simulated slow work itself, not a wait
     return jsonify(slept=seconds, instance=app.config["INSTANCE"])
