@@ -30,6 +30,9 @@ log "loading images into kind"
 kind load docker-image --name "$CLUSTER_NAME" \
   "$BACKEND_IMAGE" "$BACKEND_IMAGE_ALT" "$NGINX_IMAGE" "$OPERATOR_IMAGE" >/dev/null
 
+# So that the README's plain `kubectl scale scaledapi/hello ...` talks to this cluster.
+kubectl config use-context "$KUBECONTEXT" >/dev/null
+
 log "deploying CRD, RBAC and operator"
 kubectl_ctx apply -k manifests/ >/dev/null
 kubectl_ctx wait --for condition=established --timeout=60s crd/scaledapis.scaledapi.dev >/dev/null

@@ -51,6 +51,19 @@ CHILD_RESOURCES: tuple[tuple[str, ...], ...] = (
 logger = logging.getLogger(__name__)
 
 
+class QuietChildSuccesses(logging.Filter):
+    """Drops kopf's "Handler 'child-...' succeeded." lines.
+
+    Child events arrive by the hundred while a ScaledApi scales; one success line (and one posted
+    Event, since kopf posts its object logs) per pod or EndpointSlice change would drown everything
+    else. Failures and our own reconcile logs still go through.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Handler 'child-") and message.endswith("succeeded."))
+
+
 def kopf_post(body: Mapping[str, Any], transition: Transition) -> None:
     """Post through kopf's event queue (inside a handler's context only)."""
     kopf.event(
@@ -73,6 +86,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.enabled = True
     settings.posting.level = logging.INFO
     settings.peering.standalone = True
+    logging.getLogger("kopf.objects").addFilter(QuietChildSuccesses())
     for resource in CHILD_RESOURCES:
         settings.watching.label_selectors[resource] = MANAGED_SELECTOR  # type: ignore[index]
     load_config()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -150,3 +151,14 @@ def test_no_handler_needs_a_finalizer() -> None:
         h.selector.plural or h.selector.any_name for h in registry._watching.get_all_handlers() if h.selector
     }
     assert watched == {r[-1] for r in handlers.CHILD_RESOURCES}
+
+
+def test_child_success_lines_are_dropped_but_failures_and_parent_lines_kept() -> None:
+    quiet = handlers.QuietChildSuccesses()
+
+    def record(message: str, level: int = logging.INFO) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", level, __file__, 1, message, None, None)
+
+    assert not quiet.filter(record("Handler 'child-pods' succeeded."))
+    assert quiet.filter(record("Handler 'child-pods' failed with an exception. Will retry.", logging.ERROR))
+    assert quiet.filter(record("Handler 'reconcile-on-create' succeeded."))
