@@ -58,13 +58,18 @@ if (( need_filter )); then
   fi
 fi
 
-if ! pgrep -x dockerd >/dev/null 2>&1; then
+start_dockerd() {
   # containerd is started by dockerd itself when none runs (Debian's docker.io).
   log "starting dockerd (log: $cache/logs/dockerd.log)"
   setsid nohup dockerd >>"$cache/logs/dockerd.log" 2>&1 </dev/null &
-fi
+}
+
+# A dockerd that is still exiting (killed with its session) counts as running at first; the loop below
+# starts a new one as soon as it is gone.
+if ! pgrep -x dockerd >/dev/null 2>&1; then start_dockerd; fi
 
 until docker info >/dev/null 2>&1; do
+  if ! pgrep -x dockerd >/dev/null 2>&1; then start_dockerd; fi
   if (( $(date +%s) - start > deadline_s )); then
     tail -30 "$cache/logs/dockerd.log" >&2 || true
     echo "docker.sh: dockerd did not answer within ${deadline_s}s" >&2
