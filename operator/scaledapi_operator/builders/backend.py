@@ -9,12 +9,11 @@ from scaledapi_operator.builders.common import (
     Owner,
     backend_name,
     container_security_context,
+    deployment,
     field_env,
     http_probe,
-    labels,
     metadata,
     pod_security_context,
-    rolling_update,
     selector_labels,
 )
 from scaledapi_operator.spec import ScaledApiSpec
@@ -53,26 +52,13 @@ def backend_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
         "securityContext": container_security_context(BACKEND_USER),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(owner, backend_name(owner), BACKEND),
-        "spec": {
-            "replicas": spec.replicas,
-            "selector": {"matchLabels": selector_labels(owner, BACKEND)},
-            "strategy": rolling_update(),
-            "template": {
-                "metadata": {"labels": labels(owner, BACKEND)},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": termination_grace_period(spec),
-                    "securityContext": pod_security_context(BACKEND_USER),
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
-            },
-        },
+    pod_spec = {
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": termination_grace_period(spec),
+        "securityContext": pod_security_context(BACKEND_USER),
+        "containers": [container],
     }
+    return deployment(owner, backend_name(owner), BACKEND, spec.replicas, pod_spec)
 
 
 def backend_service(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:

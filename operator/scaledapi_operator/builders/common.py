@@ -112,6 +112,26 @@ def http_probe(port: int, period_seconds: int, failure_threshold: int) -> dict[s
     }
 
 
-def rolling_update() -> dict[str, Any]:
-    """Never take a ready pod away before its replacement is ready."""
-    return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+def deployment(
+    owner: Owner, name: str, component: str, replicas: int, pod_spec: dict[str, Any]
+) -> dict[str, Any]:
+    """A component's Deployment: its fixed selector, our labels on the pods, and a rolling update that
+    never takes a ready pod away before its replacement is ready.
+
+    Every pod gets a writable /tmp (an emptyDir; the root filesystems are read-only), which the
+    component's containers mount themselves.
+    """
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(owner, name, component),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector_labels(owner, component)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": labels(owner, component)},
+                "spec": {**pod_spec, "volumes": [{"name": "tmp", "emptyDir": {}}]},
+            },
+        },
+    }

@@ -10,14 +10,13 @@ from scaledapi_operator.builders.common import (
     PROXY,
     Owner,
     container_security_context,
+    deployment,
     field_env,
     http_probe,
-    labels,
     metadata,
     pod_security_context,
     proxy_name,
     proxy_status_name,
-    rolling_update,
     selector_labels,
 )
 from scaledapi_operator.nginx_conf import NginxSettings
@@ -117,26 +116,13 @@ def proxy_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
         "securityContext": container_security_context(PROXY_USER),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(owner, proxy_name(owner), PROXY),
-        "spec": {
-            "replicas": proxy.replicas,
-            "selector": {"matchLabels": selector_labels(owner, PROXY)},
-            "strategy": rolling_update(),
-            "template": {
-                "metadata": {"labels": labels(owner, PROXY)},
-                "spec": {
-                    "serviceAccountName": proxy_name(owner),
-                    "automountServiceAccountToken": True,  # the reloader watches its ConfigMap
-                    "securityContext": pod_security_context(PROXY_USER),
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
-            },
-        },
+    pod_spec = {
+        "serviceAccountName": proxy_name(owner),
+        "automountServiceAccountToken": True,  # the reloader watches its ConfigMap
+        "securityContext": pod_security_context(PROXY_USER),
+        "containers": [container],
     }
+    return deployment(owner, proxy_name(owner), PROXY, proxy.replicas, pod_spec)
 
 
 def proxy_service(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
