@@ -22,7 +22,7 @@ MAX_MESSAGE_CHARS = 1000
 
 
 def config_hash(text: str) -> str:
-    """First 16 hex digits of SHA-256, the same as ``scaledapi_operator.nginx_conf.config_hash``."""
+    """First 16 hex digits of the SHA-256 of a config text; the operator uses this one too."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 

@@ -14,11 +14,14 @@ nginx 1.22 (Debian bookworm) already knows.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+# The hash is the contract between the operator (annotation scaledapi.dev/config-hash) and the nginx
+# pods' reports: one definition, in the stdlib-only package that both images install.
+from scaledapi_proxy.applier import config_hash
 
 __all__ = ["Endpoint", "NginxSettings", "config_hash", "render_nginx_conf"]
 
@@ -51,11 +54,6 @@ class NginxSettings:
     worker_processes: int = 1
     next_upstream_tries: int = 3
     upstream_timeout_seconds: int = 30
-
-
-def config_hash(text: str) -> str:
-    """First 16 hex digits of the SHA-256 of the rendered text (annotation ``scaledapi.dev/config-hash``)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:

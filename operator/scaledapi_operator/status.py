@@ -18,6 +18,9 @@ from typing import Any
 
 from scaledapi_operator.spec import ScaledApiSpec
 
+# The states the nginx pods report (scaledapi_proxy writes them; one definition for both sides).
+from scaledapi_proxy.applier import APPLIED, REJECTED
+
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
@@ -34,8 +37,6 @@ BAD_WAITING_REASONS = (
     "CreateContainerError",
     "RunContainerError",
 )
-APPLIED = "Applied"
-REJECTED = "Rejected"
 
 
 @dataclass(frozen=True)
