@@ -24,19 +24,16 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 kubectl_ctx() { kubectl --context "$KUBECONTEXT" "$@"; }
 
-# True when a container registry answers; any HTTP answer (even 401) counts, a DNS or connect failure not.
-registry_reachable() {
-  curl -s -o /dev/null --max-time 5 https://registry-1.docker.io/v2/
-}
-
-# AIRGAP=1 forces the locally built images, AIRGAP=0 the upstream ones; anything else detects.
+# AIRGAP=1 forces the locally built images, AIRGAP=0 the upstream ones; unset or "auto" probes the
+# registries (hack/airgap/registry-reachable.sh) and exports the answer, so that the scripts this one
+# calls inherit it instead of probing again.
 airgap_enabled() {
   case "${AIRGAP:-auto}" in
     1 | true | yes) return 0 ;;
     0 | false | no) return 1 ;;
   esac
-  if registry_reachable; then return 1; fi
-  return 0
+  if "$REPO_ROOT/hack/airgap/registry-reachable.sh"; then export AIRGAP=0; else export AIRGAP=1; fi
+  airgap_enabled
 }
 
 cluster_exists() {

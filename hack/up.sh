@@ -6,6 +6,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 start=$SECONDS
 
+airgap_enabled || true # decides AIRGAP once; tools.sh and build-images.sh inherit it
 "$REPO_ROOT/hack/tools.sh"
 
 # A cluster left from an earlier session may have lost its node container with the Docker daemon.
