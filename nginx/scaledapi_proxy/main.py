@@ -199,15 +199,11 @@ class Reloader:
                         log.warning("event=configmap-deleted rv=%s; nginx keeps its config", rv)
                     self.flush_report()
                 backoff = BACKOFF_MIN_S  # the server ended the watch (timeoutSeconds): watch again from rv
-            except ApiError as exc:
-                if exc.status == HTTP_GONE:
+            except (ApiError, OSError, http.client.HTTPException, ValueError) as exc:
+                if isinstance(exc, ApiError) and exc.status == HTTP_GONE:
                     log.info("event=watch-expired rv=%s; listing again", rv)
                     rv = None
                     continue
-                log.warning("event=api-error error=%s retry_in_s=%.1f", exc, backoff)
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
-            except (OSError, http.client.HTTPException, ValueError) as exc:
                 log.warning("event=watch-error error=%r retry_in_s=%.1f", exc, backoff)
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
