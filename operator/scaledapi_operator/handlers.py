@@ -25,7 +25,7 @@ import kopf
 
 from scaledapi_operator import GROUP, KIND, PLURAL, VERSION
 from scaledapi_operator.builders.common import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
-from scaledapi_operator.kube import Kube, load_config
+from scaledapi_operator.kube import KINDS, Kube, load_config
 from scaledapi_operator.reconcile import reconcile_by_name
 from scaledapi_operator.status import Transition
 
@@ -36,16 +36,20 @@ MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 # Every kind of child whose changes must reconcile the owner. EndpointSlices inherit the labels of
 # their Service; pods those of their Deployment's template.
-CHILD_RESOURCES: tuple[tuple[str, ...], ...] = (
-    ("apps", "v1", "deployments"),
-    ("v1", "services"),
-    ("v1", "configmaps"),
-    ("v1", "serviceaccounts"),
-    ("v1", "pods"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("discovery.k8s.io", "v1", "endpointslices"),
-    ("rbac.authorization.k8s.io", "v1", "roles"),
-    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+CHILD_KINDS = (
+    "Deployment",
+    "Service",
+    "ConfigMap",
+    "ServiceAccount",
+    "Pod",
+    "PodDisruptionBudget",
+    "EndpointSlice",
+    "Role",
+    "RoleBinding",
+)
+# kopf names a resource (group, version, plural), or (version, plural) for the core group.
+CHILD_RESOURCES: tuple[tuple[str, ...], ...] = tuple(
+    (*KINDS[kind].api_version.split("/"), KINDS[kind].plural) for kind in CHILD_KINDS
 )
 
 logger = logging.getLogger(__name__)
