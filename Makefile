@@ -11,7 +11,7 @@ venv: ## Create .venv with the package and its test extras
 	hack/venv.sh
 
 .PHONY: test
-test: ## Lint (ruff), types (mypy --strict), unit and integration tests: no cluster needed
+test: ## Lint (shellcheck, ruff), types (mypy --strict), unit and integration tests: no cluster needed
 	hack/test.sh
 
 .PHONY: up
@@ -33,3 +33,7 @@ images: ## Build the backend, nginx and operator images
 .PHONY: airgap
 airgap: ## Build every cluster image locally, with no registry (hack/airgap)
 	hack/airgap/build.sh
+
+.PHONY: airgap-cold
+airgap-cold: ## From nothing: build into a scratch cache, create a second cluster, check round robin
+	hack/airgap-cold.sh

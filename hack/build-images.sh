@@ -8,6 +8,7 @@ cd "$REPO_ROOT"
 build_args=()
 if airgap_enabled; then
   [[ -f $SCALEDAPI_CACHE/images.env ]] || die "$SCALEDAPI_CACHE/images.env is missing: run hack/airgap/build.sh"
+  # shellcheck source=/dev/null # written by hack/airgap/build.sh
   source "$SCALEDAPI_CACHE/images.env"
   build_args=(--build-arg "PYTHON_BASE=${PYTHON_BASE}" --build-arg "NGINX_BASE=${NGINX_BASE}")
 fi

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # the settings below are for the scripts that source this file
 # Shared settings and helpers for the scripts in hack/. Source it; it does nothing by itself.
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

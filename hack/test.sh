@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make test: lint, types, unit and integration tests. No cluster needed; nginx and gunicorn run for real.
+# make test: lint (shellcheck, ruff), types, unit and integration tests. No cluster needed; nginx and
+# gunicorn run for real.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -8,6 +9,8 @@ cd "$REPO_ROOT"
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] ||
   die "nginx is missing: the integration tests run the real binary (Debian: apt-get install nginx)"
 
+log "shellcheck"
+"$REPO_ROOT/hack/shellcheck.sh"
 log "ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
