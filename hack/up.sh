@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make up: kind cluster (created if missing), images built and loaded, CRD + RBAC + operator deployed,
 # the sample applied and answering on localhost:8080. SKIP_SAMPLE=1 stops before the sample.
+# KIND_CONFIG (default kind-config.yaml) and SAMPLE_PORT (default 8080, the host port that the config
+# maps to node port 30080) let hack/airgap-cold.sh run a second cluster beside the usual one.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -19,11 +21,12 @@ if cluster_exists; then
 else
   node_image=()
   if airgap_enabled; then
+    # shellcheck source=/dev/null # written by hack/airgap/build.sh
     source "$SCALEDAPI_CACHE/images.env"
     node_image=(--image "$KIND_NODE_IMAGE")
   fi
   log "creating cluster ${CLUSTER_NAME} ${node_image[*]}"
-  kind create cluster --config kind-config.yaml "${node_image[@]}" --wait 180s
+  kind create cluster --name "$CLUSTER_NAME" --config "${KIND_CONFIG:-kind-config.yaml}" "${node_image[@]}" --wait 180s
 fi
 
 "$REPO_ROOT/hack/build-images.sh"
@@ -51,7 +54,8 @@ fi
 log "applying manifests/scaledapi.yaml"
 kubectl_ctx apply -f manifests/scaledapi.yaml >/dev/null
 kubectl_ctx wait --for condition=Ready --timeout=180s scaledapi/hello >/dev/null
-wait_until 60 "http://localhost:8080/api/hello to answer" curl -fsS --max-time 2 http://localhost:8080/api/hello
+sample_url="http://localhost:${SAMPLE_PORT:-8080}/api/hello"
+wait_until 60 "${sample_url} to answer" curl -fsS --max-time 2 "$sample_url"
 kubectl_ctx get scaledapi hello
 log "ready in $((SECONDS - start)) s. Try it:"
-echo "  curl http://localhost:8080/api/hello"
+echo "  curl ${sample_url}"
