@@ -66,6 +66,6 @@ mkdir -p reports
   echo "# make airgap-cold $(date -Is): $(nproc) cores"
   echo "build steps (seconds, from $SCALEDAPI_CACHE/logs/timings.txt; the Go and Debian lanes run in parallel):"
   sed 's/^/  /' "$SCALEDAPI_CACHE/logs/timings.txt"
-  grep -E '^\[airgap\] done in|^\[docker.sh\]|^==> (built|ready|cluster)' "$scratch/up.log" | sed 's/^/  /' || true
+  grep -E '^\[airgap\] done in|^\[docker.sh\]|^==> (built|ready|cluster)' "$scratch/up.log" | awk '!seen[$0]++' | sed 's/^/  /' || true
   echo "make up from nothing to the sample answering in turn: ${up_seconds} s"
 } | tee reports/airgap-cold.txt
