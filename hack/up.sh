@@ -3,6 +3,8 @@
 # the sample applied and answering on localhost:8080. SKIP_SAMPLE=1 stops before the sample.
 # KIND_CONFIG (default kind-config.yaml) and SAMPLE_PORT (default 8080, the host port that the config
 # maps to node port 30080) let hack/airgap-cold.sh run a second cluster beside the usual one.
+# SCALEDAPI_NAMESPACES=a,b installs the operator namespaced (hack/install_manifests.py): it may act only
+# in those namespaces, which are created if missing; the sample goes into the first of them.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -37,8 +39,22 @@ kind load docker-image --name "$CLUSTER_NAME" \
 # So that the README's plain `kubectl scale scaledapi/hello ...` talks to this cluster.
 kubectl config use-context "$KUBECONTEXT" >/dev/null
 
-log "deploying CRD, RBAC and operator"
-kubectl_ctx apply -k manifests/ >/dev/null
+sample_namespace=default
+if [[ -n ${SCALEDAPI_NAMESPACES:-} ]]; then
+  "$REPO_ROOT/hack/venv.sh"
+  IFS=, read -ra watched <<<"$SCALEDAPI_NAMESPACES"
+  sample_namespace=${watched[0]}
+  rendered=$(.venv/bin/python hack/install_manifests.py "${watched[@]/#/--namespace=}") ||
+    die "SCALEDAPI_NAMESPACES=${SCALEDAPI_NAMESPACES}: see the message above"
+  for ns in "${watched[@]}"; do
+    kubectl_ctx create namespace "$ns" --dry-run=client -o yaml | kubectl_ctx apply -f - >/dev/null
+  done
+  log "deploying CRD, RBAC and operator, namespaced: ${watched[*]}"
+  kubectl_ctx apply -f - >/dev/null <<<"$rendered"
+else
+  log "deploying CRD, RBAC and operator (cluster-wide)"
+  kubectl_ctx apply -k manifests/ >/dev/null
+fi
 kubectl_ctx wait --for condition=established --timeout=60s crd/scaledapis.scaledapi.dev >/dev/null
 # The image tag stays :dev, so a rebuilt image only reaches the operator through a template change.
 operator_image_id=$(docker image inspect --format '{{.Id}}' "$OPERATOR_IMAGE" | cut -d: -f2 | cut -c1-16)
@@ -52,10 +68,10 @@ if [[ ${SKIP_SAMPLE:-0} == 1 ]]; then
 fi
 
 log "applying manifests/scaledapi.yaml"
-kubectl_ctx apply -f manifests/scaledapi.yaml >/dev/null
-kubectl_ctx wait --for condition=Ready --timeout=180s scaledapi/hello >/dev/null
+kubectl_ctx apply -n "$sample_namespace" -f manifests/scaledapi.yaml >/dev/null
+kubectl_ctx wait -n "$sample_namespace" --for condition=Ready --timeout=180s scaledapi/hello >/dev/null
 sample_url="http://localhost:${SAMPLE_PORT:-8080}/api/hello"
 wait_until 60 "${sample_url} to answer" curl -fsS --max-time 2 "$sample_url"
-kubectl_ctx get scaledapi hello
+kubectl_ctx get -n "$sample_namespace" scaledapi hello
 log "ready in $((SECONDS - start)) s. Try it:"
 echo "  curl ${sample_url}"
