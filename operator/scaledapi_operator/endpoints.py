@@ -9,6 +9,8 @@ from typing import Any
 from scaledapi_operator.nginx_conf import Endpoint
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+# The backend container port's name, which the backend Service targets (builders/backend.py).
+BACKEND_PORT_NAME = "http"
 _ADDRESS_TYPES = ("IPv4", "IPv6")
 
 
@@ -17,33 +19,49 @@ def _sort_key(address: str) -> tuple[int, int]:
     return (ip.version, int(ip))
 
 
-def ready_addresses(slices: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Addresses whose `conditions.ready` is true (terminating pods are not), deduplicated and sorted.
+def _slice_port(endpoint_slice: Mapping[str, Any], fallback: int) -> int:
+    """The slice's port named BACKEND_PORT_NAME: its pods' own containerPort, which during a rollout
+    that changes spec.backend.port differs between the old pods' slice and the new pods' slice."""
+    for port in endpoint_slice.get("ports") or []:
+        number = port.get("port")
+        if port.get("name") == BACKEND_PORT_NAME and isinstance(number, int) and 0 < number < 65536:
+            return number
+    return fallback
+
+
+def _ready(slices: Iterable[Mapping[str, Any]], fallback_port: int) -> list[Endpoint]:
+    """Ready endpoints (terminating pods are not), one per pod, deduplicated and sorted by address.
 
     A pod shows up in one slice per address family on a dual-stack cluster; its IPv4 address wins.
     """
-    by_pod: dict[str, str] = {}
-    loose: set[str] = set()
+    by_pod: dict[str, Endpoint] = {}
+    loose: set[Endpoint] = set()
     for endpoint_slice in slices:
         if endpoint_slice.get("addressType") not in _ADDRESS_TYPES:
             continue
+        port = _slice_port(endpoint_slice, fallback_port)
         for endpoint in endpoint_slice.get("endpoints") or []:
             if (endpoint.get("conditions") or {}).get("ready") is not True:
                 continue
-            addresses = [a for a in endpoint.get("addresses") or [] if a]
+            addresses = [Endpoint(ip=a, port=port) for a in endpoint.get("addresses") or [] if a]
             if not addresses:
                 continue
-            pod = (endpoint.get("targetRef") or {}).get("uid") or (endpoint.get("targetRef") or {}).get(
-                "name"
-            )
+            target = endpoint.get("targetRef") or {}
+            pod = target.get("uid") or target.get("name")
             if not pod:
                 loose.update(addresses)
                 continue
-            best = min([*addresses, *([by_pod[pod]] if pod in by_pod else [])], key=_sort_key)
-            by_pod[pod] = best
-    return sorted(set(by_pod.values()) | loose, key=_sort_key)
+            candidates = [*addresses, *([by_pod[pod]] if pod in by_pod else [])]
+            by_pod[pod] = min(candidates, key=lambda e: _sort_key(e.ip))
+    return sorted(set(by_pod.values()) | loose, key=lambda e: (*_sort_key(e.ip), e.port))
+
+
+def ready_addresses(slices: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The ready addresses (see _ready), sorted numerically."""
+    return [endpoint.ip for endpoint in _ready(slices, 0)]
 
 
 def ready_endpoints(slices: Iterable[Mapping[str, Any]], port: int) -> list[Endpoint]:
-    """The nginx upstream servers: every ready address on the backend port, in a stable order."""
-    return [Endpoint(ip=address, port=port) for address in ready_addresses(slices)]
+    """The nginx upstream servers: every ready pod on its slice's `http` port (`port` when a slice
+    names none), in a stable order."""
+    return _ready(slices, port)

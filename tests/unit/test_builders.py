@@ -202,8 +202,13 @@ def test_backend_service() -> None:
     assert service["spec"] == {
         "type": "ClusterIP",
         "selector": SELECTOR_BACKEND,
-        "ports": [{"name": "http", "port": 6000, "targetPort": 6000, "protocol": "TCP"}],
+        # named: during a port change each pod is reached on its own containerPort
+        "ports": [{"name": "http", "port": 6000, "targetPort": "http", "protocol": "TCP"}],
     }
+    container = builders.backend_deployment(OWNER, make_spec(backend={"image": "b", "port": 6000}))["spec"][
+        "template"
+    ]["spec"]["containers"][0]
+    assert container["ports"] == [{"name": "http", "containerPort": 6000, "protocol": "TCP"}]
 
 
 @pytest.mark.parametrize("replicas", [0, 1])

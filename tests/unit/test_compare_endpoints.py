@@ -88,3 +88,16 @@ def test_duplicates_and_dual_stack_collapse_per_pod() -> None:
 def test_no_slices_no_endpoints() -> None:
     assert ready_endpoints([], 5252) == []
     assert ready_addresses([{"addressType": "IPv4", "endpoints": None}]) == []
+
+
+def test_each_pod_keeps_its_own_slices_port() -> None:
+    """While a change of spec.backend.port rolls out, old pods (one slice) listen on the old port and
+    new pods (another slice) on the new one: each upstream server uses its own slice's `http` port."""
+    old = {**slice_("IPv4", ep("10.0.0.7", True, "old")), "ports": [{"name": "http", "port": 5252}]}
+    new = {**slice_("IPv4", ep("10.0.0.3", True, "new")), "ports": [{"name": "http", "port": 6000}]}
+    other = {**slice_("IPv4", ep("10.0.0.4", True, "x")), "ports": [{"name": "metrics", "port": 9000}]}
+    assert ready_endpoints([old, new, other], 6000) == [
+        Endpoint("10.0.0.3", 6000),
+        Endpoint("10.0.0.4", 6000),  # no `http` port in its slice: the spec's port
+        Endpoint("10.0.0.7", 5252),
+    ]

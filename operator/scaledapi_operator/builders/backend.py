@@ -16,6 +16,7 @@ from scaledapi_operator.builders.common import (
     pod_security_context,
     selector_labels,
 )
+from scaledapi_operator.endpoints import BACKEND_PORT_NAME
 from scaledapi_operator.spec import ScaledApiSpec
 
 BACKEND_USER = 10001
@@ -35,7 +36,7 @@ def backend_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
         "image": backend.image,
         "imagePullPolicy": backend.image_pull_policy,
         # No command: the image's default entrypoint starts gunicorn.
-        "ports": [{"name": "http", "containerPort": backend.port, "protocol": "TCP"}],
+        "ports": [{"name": BACKEND_PORT_NAME, "containerPort": backend.port, "protocol": "TCP"}],
         "env": [
             field_env("POD_NAME", "metadata.name"),
             {"name": "PORT", "value": str(backend.port)},
@@ -70,7 +71,9 @@ def backend_service(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(owner, BACKEND),
-            "ports": [{"name": "http", "port": port, "targetPort": port, "protocol": "TCP"}],
+            # A named target port: while a change of spec.backend.port rolls out, each pod is reached
+            # on its own containerPort, old and new alike.
+            "ports": [{"name": "http", "port": port, "targetPort": BACKEND_PORT_NAME, "protocol": "TCP"}],
         },
     }
 
