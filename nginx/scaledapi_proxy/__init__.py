@@ -2,5 +2,7 @@
 in and reload nginx gracefully, report the outcome into ``NAME-proxy-status``. Standard library only.
 
 Modules: ``applier`` (candidate file, ``nginx -t``, rename, SIGHUP; no API), ``watch`` (parsing of list and
-watch responses), ``report`` (the status body), ``kube`` (the HTTP I/O), ``main`` (the process around them).
+watch responses), ``report`` (the status body), ``kube`` (the HTTP I/O, every call with a deadline),
+``sync`` (apply the newest text, report, retry with backoff; no I/O of its own), ``main`` (the process
+around them).
 """

@@ -2,6 +2,10 @@
 
 A text that fails the check never touches the live file. Integration tests drive this class against a real
 nginx; the reloader calls it for every changed ConfigMap text.
+
+``apply`` either returns a definite result (Applied, or Rejected by nginx itself) or raises ``ApplyError``
+when it could not find out (an I/O error, ``nginx -t`` timed out or was killed, the master went away); the
+caller retries those, and only a definite result is remembered in ``last_hash``.
 """
 
 from __future__ import annotations
@@ -62,6 +66,10 @@ def shorten(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return message if len(message) <= limit else "..." + message[-(limit - 3) :]
 
 
+class ApplyError(Exception):
+    """No verdict on the text (I/O error, ``nginx -t`` timeout or crash): try the same text again later."""
+
+
 @dataclass(frozen=True)
 class ApplyResult:
     hash: str
@@ -95,15 +103,15 @@ class NginxApplier:
         self.master_pid = master_pid
         self.check_timeout_s = check_timeout_s
         self.reload_confirm_s = reload_confirm_s
-        self.last_hash: str | None = None  # last text tried, applied or rejected
+        self.last_hash: str | None = None  # last text with a definite result, applied or rejected
         self.applied_hash: str | None = None
 
     def needs_apply(self, text: str) -> bool:
-        """Decision: only a text that differs from the last one tried is checked again."""
+        """Decision: only a text that differs from the last one with a definite result is tried again."""
         return config_hash(text) != self.last_hash
 
     def check(self, conf_path: str) -> tuple[bool, str]:
-        """Run ``nginx -t`` on a file; (ok, nginx's own message)."""
+        """Run ``nginx -t`` on a file; (ok, nginx's own message). ApplyError when nginx gave no verdict."""
         try:
             proc = subprocess.run(
                 nginx_check_command(self.nginx_bin, conf_path),
@@ -112,11 +120,13 @@ class NginxApplier:
                 timeout=self.check_timeout_s,
                 check=False,
             )
-        except FileNotFoundError:
-            return False, f"{self.nginx_bin} not found"
-        except subprocess.TimeoutExpired:
-            return False, f"nginx -t did not finish within {self.check_timeout_s:g}s"
+        except subprocess.TimeoutExpired as exc:
+            raise ApplyError(f"nginx -t did not finish within {self.check_timeout_s:g}s") from exc
+        except OSError as exc:  # not found, not executable, no memory to fork
+            raise ApplyError(f"cannot run {self.nginx_bin} -t: {exc}") from exc
         output = "\n".join(s for s in (proc.stderr.strip(), proc.stdout.strip()) if s)
+        if proc.returncode < 0:  # killed by a signal (the OOM killer, say): no verdict on the text
+            raise ApplyError(f"nginx -t was killed by signal {-proc.returncode}: {shorten(output, 300)}")
         if proc.returncode == 0:
             return True, output or "nginx -t: syntax is ok, test is successful"
         return False, output or f"nginx -t exited with {proc.returncode}"
@@ -128,16 +138,33 @@ class NginxApplier:
             f.write(text)
 
     def apply(self, text: str) -> ApplyResult:
+        """Check and put ``text`` live; a definite result, or ApplyError (nothing remembered)."""
+        try:
+            result = self._apply(text)
+        except OSError as exc:  # writing the candidate, the rename, the signal
+            self._drop_candidate()
+            raise ApplyError(f"{type(exc).__name__}: {exc}") from exc
+        except ApplyError:
+            self._drop_candidate()
+            raise
+        self.last_hash = result.hash
+        if result.state == APPLIED:
+            self.applied_hash = result.hash
+        return result
+
+    def _drop_candidate(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.candidate_path)
+
+    def _apply(self, text: str) -> ApplyResult:
         start = time.monotonic()
         digest = config_hash(text)
-        self.last_hash = digest
         self._write_candidate(text)
         ok, check_message = self.check(self.candidate_path)
         checked = time.monotonic()
         check_ms = (checked - start) * 1000
         if not ok:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.candidate_path)
+            self._drop_candidate()
             return ApplyResult(
                 digest,
                 REJECTED,
@@ -152,7 +179,6 @@ class NginxApplier:
         before = worker_pids(pid) if pid is not None else None
         os.replace(self.candidate_path, self.live_path)  # atomic: nginx never reads a half-written file
         if pid is None:
-            self.applied_hash = digest
             end = time.monotonic()
             return ApplyResult(
                 digest,
@@ -168,8 +194,6 @@ class NginxApplier:
         os.kill(pid, signal.SIGHUP)
         state, message = self._await_new_workers(pid, before)
         end = time.monotonic()
-        if state == APPLIED:
-            self.applied_hash = digest
         return ApplyResult(digest, state, message, check_ms, (end - hup) * 1000, (end - start) * 1000, True)
 
     def _await_new_workers(self, pid: int, before: set[int] | None) -> tuple[str, str]:
@@ -184,8 +208,8 @@ class NginxApplier:
         deadline = time.monotonic() + self.reload_confirm_s
         while True:
             now = worker_pids(pid)
-            if now is None:
-                return REJECTED, "nginx master went away during the reload"
+            if now is None:  # no verdict on the text; the process exits with nginx anyway
+                raise ApplyError("nginx master went away during the reload")
             fresh = now - before
             if fresh and all(not is_accepting_worker(old) for old in before & now):
                 return APPLIED, f"nginx -t ok; reloaded, new workers {sorted(fresh)}"
@@ -195,7 +219,8 @@ class NginxApplier:
                         APPLIED,
                         f"nginx -t ok; reloaded, new workers {sorted(fresh)}, old ones still accepting",
                     )
-                # The master keeps its old config when the reload fails (its error is in the nginx log).
+                # The master is alive and kept its old config: nginx refused the text at reload (its error
+                # is in the nginx log). A definite answer, like a failed nginx -t.
                 return REJECTED, (
                     f"nginx -t ok but nginx started no new workers within {self.reload_confirm_s:g}s "
                     "after SIGHUP; see the nginx log"

@@ -1,15 +1,20 @@
 """The process: start nginx with the first good config, follow the ConfigMap, report, stop gracefully.
 
-Threads: the main thread runs nginx as a child and waits for it; a daemon thread lists and watches the
-ConfigMap and applies every changed text. SIGTERM (also SIGINT, SIGQUIT) becomes SIGQUIT for nginx, a
-graceful stop; the process exits with nginx. When nginx dies on its own, the exit code is non-zero, so the
-kubelet restarts the container.
+Threads: the main thread runs nginx as a child and waits for it; a daemon "watch" thread lists and watches
+the ConfigMap and hands every text it sees to a daemon "sync" thread, which applies the newest one, reports
+the result and retries what failed (``sync.Syncer``). SIGTERM (also SIGINT, SIGQUIT) becomes SIGQUIT for
+nginx, a graceful stop, and the sync thread removes the pod's key from the status ConfigMap; the process
+exits with nginx. When nginx dies on its own, the exit code is non-zero, so the kubelet restarts the
+container.
+
+The watch: list, then watch from the list's resourceVersion. A watch the server ends (after
+``Timeouts.watch_s``) is opened again from the last resourceVersion; after 410 Gone, or any error (a
+refused request, a dead connection noticed after ``Timeouts.read_s`` of silence, an unreadable line), the
+ConfigMap is listed again, after a backoff except for 410.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import http.client
 import logging
 import os
 import signal
@@ -17,29 +22,29 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from scaledapi_proxy.applier import (
-    APPLIED,
-    REJECTED,
-    ApplyResult,
-    NginxApplier,
-    config_hash,
-    nginx_run_command,
-)
-from scaledapi_proxy.kube import ApiError, KubeClient
-from scaledapi_proxy.report import report_patch
-from scaledapi_proxy.watch import CONF_KEY, ConfigMapState
+from scaledapi_proxy.applier import APPLIED, ApplyResult, NginxApplier, nginx_run_command
+from scaledapi_proxy.kube import HTTP_GONE, REQUEST_ERRORS, ApiError, KubeClient
+from scaledapi_proxy.sync import BACKOFF_MAX_S, BACKOFF_MIN_S, WITHDRAW_DEADLINE_S, Backoff, Syncer
 
 log = logging.getLogger("scaledapi_proxy")
 
 DEFAULT_CONF_PATH = "/tmp/nginx/nginx.conf"  # noqa: S108 - an emptyDir in the pod
-WATCH_TIMEOUT_S = 240
-BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 10.0
-HTTP_GONE = 410
+MIN_HEALTHY_WATCH_S = 1.0  # a watch that ends sooner without an event counts as a failure (backoff)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Timings of the reloader besides the API timeouts (kube.Timeouts); tests shorten them."""
+
+    check_timeout_s: float = 30.0  # nginx -t
+    backoff_min_s: float = BACKOFF_MIN_S
+    backoff_max_s: float = BACKOFF_MAX_S
+    withdraw_deadline_s: float = WITHDRAW_DEADLINE_S
 
 
 @dataclass(frozen=True)
@@ -70,17 +75,30 @@ class Settings:
 
 
 class Reloader:
-    def __init__(self, settings: Settings, client: KubeClient) -> None:
+    def __init__(self, settings: Settings, client: KubeClient, tuning: Tuning = Tuning()) -> None:  # noqa: B008
         self.settings = settings
         self.client = client
+        self.tuning = tuning
         self.applier = NginxApplier(
-            settings.conf_path, nginx_bin=settings.nginx_bin, master_pid=self._master_pid
+            settings.conf_path,
+            nginx_bin=settings.nginx_bin,
+            master_pid=self._master_pid,
+            check_timeout_s=tuning.check_timeout_s,
+        )
+        self.syncer = Syncer(
+            settings.pod_name,
+            self.applier,
+            self._patch_status,
+            on_result=self._on_result,
+            backoff_min_s=tuning.backoff_min_s,
+            backoff_max_s=tuning.backoff_max_s,
+            withdraw_deadline_s=tuning.withdraw_deadline_s,
         )
         self.nginx: subprocess.Popen[bytes] | None = None
         self.stopping = threading.Event()
         self.wake = threading.Event()  # nginx started, or a stop was asked for
         self.lock = threading.Lock()
-        self.pending_report: dict[str, Any] | None = None
+        self.threads: list[threading.Thread] = []
 
     # --- nginx process -------------------------------------------------------------------------------
     def _master_pid(self) -> int | None:
@@ -107,128 +125,107 @@ class Reloader:
             log.info("event=stop signal=%s nginx_pid=%s", signal.Signals(signum).name, proc and proc.pid)
         self.wake.set()
 
-    # --- config --------------------------------------------------------------------------------------
-    def on_configmap(self, cm: ConfigMapState | None, received: float, source: str) -> None:
-        if cm is None:
-            log.warning("event=configmap-missing name=%s source=%s", self.settings.configmap, source)
-            return
-        text = cm.text
-        if text is None:
-            marker = f"missing-key:{cm.resource_version}"
-            if self.applier.last_hash != marker:
-                self.applier.last_hash = marker
-                log.warning("event=rejected rv=%s reason=no key %s", cm.resource_version, CONF_KEY)
-                self._report(config_hash(""), REJECTED, f"ConfigMap has no key {CONF_KEY}")
-            return
-        if not self.applier.needs_apply(text):
-            log.debug("event=unchanged rv=%s hash=%s", cm.resource_version, config_hash(text))
-            return
-        result = self.applier.apply(text)
+    # --- config and report ---------------------------------------------------------------------------
+    def _on_result(self, result: ApplyResult) -> None:
         if result.state == APPLIED and not result.reloaded:
             self._start_nginx()
-        self._log_result(result, cm.resource_version, received, source)
-        self._report(result.hash, result.state, result.message)
 
-    def _log_result(self, result: ApplyResult, rv: str, received: float, source: str) -> None:
-        since_event_ms = (time.monotonic() - received) * 1000
-        line = (
-            "event=%s source=%s rv=%s hash=%s check_ms=%.1f reload_ms=%.1f apply_ms=%.1f "
-            "event_to_done_ms=%.1f message=%r"
-        )
-        args = (
-            result.state.lower(),
-            source,
-            rv,
-            result.hash,
-            result.check_ms,
-            result.reload_ms,
-            result.total_ms,
-            since_event_ms,
-            result.message,
-        )
-        if result.state == APPLIED:
-            log.info(line, *args)
-        else:
-            log.warning(line, *args)
-
-    # --- report --------------------------------------------------------------------------------------
-    def _report(self, digest: str, state: str, message: str) -> None:
-        self.pending_report = report_patch(
-            self.settings.pod_name, digest, state, message, dt.datetime.now(dt.UTC)
-        )
-        self.flush_report()
-
-    def flush_report(self) -> None:
-        patch = self.pending_report
-        if patch is None:
-            return
-        try:
-            self.client.merge_patch_configmap(self.settings.namespace, self.settings.status_configmap, patch)
-        except (ApiError, OSError, http.client.HTTPException) as exc:
-            # Kept and sent again at the next watch (re)connect or event.
-            log.warning("event=report-failed configmap=%s error=%s", self.settings.status_configmap, exc)
-            return
-        if self.pending_report is patch:
-            self.pending_report = None
-        log.info("event=reported configmap=%s", self.settings.status_configmap)
+    def _patch_status(self, patch: dict[str, Any]) -> None:
+        self.client.merge_patch_configmap(self.settings.namespace, self.settings.status_configmap, patch)
 
     # --- watch ---------------------------------------------------------------------------------------
     def watch_loop(self) -> None:
-        s = self.settings
         rv: str | None = None
-        backoff = BACKOFF_MIN_S
+        backoff = Backoff(self.tuning.backoff_min_s, self.tuning.backoff_max_s)
         while not self.stopping.is_set():
             try:
-                self.flush_report()
                 if rv is None:
-                    cm, rv = self.client.list_configmap(s.namespace, s.configmap)
-                    log.info("event=listed rv=%s found=%s", rv, cm is not None)
-                    self.on_configmap(cm, time.monotonic(), "list")
-                for received, event in self.client.watch_configmap(
-                    s.namespace, s.configmap, rv, WATCH_TIMEOUT_S
-                ):
-                    if self.stopping.is_set():
-                        return
-                    if event.type == "ERROR":
-                        raise ApiError(event.error_code or 500, event.error_message)
-                    if event.resource_version:
-                        rv = event.resource_version
-                    if event.type in ("ADDED", "MODIFIED"):
-                        self.on_configmap(event.configmap, received, "watch")
-                    elif event.type == "DELETED":
-                        log.warning("event=configmap-deleted rv=%s; nginx keeps its config", rv)
-                    self.flush_report()
-                backoff = BACKOFF_MIN_S  # the server ended the watch (timeoutSeconds): watch again from rv
-            except (ApiError, OSError, http.client.HTTPException, ValueError) as exc:
+                    rv = self._list()
+                rv, healthy = self._follow(rv)
+                if healthy:
+                    backoff.reset()  # the server ended the watch (timeoutSeconds): watch again from rv
+                    continue
+                log.warning("event=watch-ended-at-once rv=%s", rv)
+            except REQUEST_ERRORS as exc:
                 if isinstance(exc, ApiError) and exc.status == HTTP_GONE:
                     log.info("event=watch-expired rv=%s; listing again", rv)
                     rv = None
                     continue
-                log.warning("event=watch-error error=%r retry_in_s=%.1f", exc, backoff)
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                log.warning("event=watch-error error=%r; listing again", exc)
+                rv = None  # whatever was lost with the connection, the list has it
+            delay = backoff.next()
+            log.info("event=watch-backoff retry_in_s=%.1f", delay)
+            self.stopping.wait(delay)
 
-    def _watch_thread_main(self) -> None:
+    def _list(self) -> str:
+        s = self.settings
+        cm, rv = self.client.list_configmap(s.namespace, s.configmap)
+        log.info("event=listed rv=%s found=%s", rv, cm is not None)
+        if cm is None:
+            log.warning("event=configmap-missing name=%s source=list", s.configmap)
+        else:
+            self.syncer.offer(cm, time.monotonic(), "list")
+        return rv
+
+    def _follow(self, rv: str) -> tuple[str, bool]:
+        """One watch from ``rv`` until the server ends it: (the last resourceVersion, whether it was healthy).
+
+        Healthy: it delivered an event or lasted MIN_HEALTHY_WATCH_S; a watch that ends at once is retried
+        after a backoff, not in a tight loop.
+        """
+        s = self.settings
+        opened = time.monotonic()
+        events = 0
+        for received, event in self.client.watch_configmap(s.namespace, s.configmap, rv):
+            if self.stopping.is_set():
+                break
+            events += 1
+            if event.type == "ERROR":
+                raise ApiError(event.error_code or 500, event.error_message)
+            if event.resource_version:
+                rv = event.resource_version
+            if event.type in ("ADDED", "MODIFIED") and event.configmap is not None:
+                self.syncer.offer(event.configmap, received, "watch")
+            elif event.type == "DELETED":
+                log.warning("event=configmap-deleted rv=%s; nginx keeps its config", rv)
+        return rv, bool(events) or time.monotonic() - opened >= MIN_HEALTHY_WATCH_S
+
+    def _thread_main(self, name: str, target: Callable[[], None]) -> None:
         try:
-            self.watch_loop()
+            target()
         except Exception:
-            log.exception("event=watch-thread-crashed")
-            self.handle_signal(signal.SIGTERM, None)  # no watcher, no updates: let the kubelet restart us
+            log.exception("event=thread-crashed thread=%s", name)
+            self.handle_signal(signal.SIGTERM, None)  # no watcher or no applier: let the kubelet restart us
 
     # --- main ----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the watch and sync threads (``run`` does; tests call it without signal handlers)."""
+        os.makedirs(os.path.dirname(self.settings.conf_path) or ".", exist_ok=True)
+        for name, target in (("watch", self.watch_loop), ("sync", lambda: self.syncer.run(self.stopping))):
+            thread = threading.Thread(target=self._thread_main, args=(name, target), name=name, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def join_sync(self) -> None:
+        """After a stop: wait until the sync thread has removed the pod's key (bounded)."""
+        for thread in self.threads:
+            if thread.name == "sync":
+                thread.join(self.tuning.withdraw_deadline_s + self.client.timeouts.request_s + 1)
+
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(signum, self.handle_signal)
-        os.makedirs(os.path.dirname(self.settings.conf_path) or ".", exist_ok=True)
-        threading.Thread(target=self._watch_thread_main, name="watch", daemon=True).start()
+        self.start()
         while not self.wake.wait(1.0):
             pass
         proc = self.nginx
         if proc is None:
+            self.join_sync()
             log.info("event=exit reason=stopped before nginx started")
             return 0
         rc = proc.wait()
         if self.stopping.is_set():
+            self.join_sync()
             log.info("event=exit nginx_rc=%d", rc)
             return rc
         log.error("event=nginx-died rc=%d; exiting so the kubelet restarts the container", rc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,3 +51,75 @@ def differences(desired: Any, actual: Any, path: str = "") -> list[str]:
             found.extend(differences(d, a, f"{path}[{index}]"))
         return found
     return [path or "."]
+
+
+# Fields the API server fills in when a pod template's spec, a container or a Service's spec leaves them
+# out (seen on the kind cluster: the e2e suite would loop on writes if one were missing here). Any other
+# field in those maps that we do not set was added by hand, such as a nodeSelector or externalIPs, and is
+# drift like any changed value. Server-set fields keep whatever value they have.
+SERVER_SET_POD_FIELDS = frozenset(
+    {"dnsPolicy", "restartPolicy", "schedulerName", "securityContext", "serviceAccount"}
+    | {"terminationGracePeriodSeconds"}
+)
+SERVER_SET_CONTAINER_FIELDS = frozenset(
+    {"imagePullPolicy", "resources", "terminationMessagePath", "terminationMessagePolicy"}
+)
+SERVER_SET_SERVICE_FIELDS = frozenset(
+    {"clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy", "sessionAffinity"}
+    | {"type", "externalTrafficPolicy", "allocateLoadBalancerNodePorts", "healthCheckNodePort"}
+)
+
+
+def _extra_keys(desired: Any, actual: Any, server_set: frozenset[str]) -> list[str]:
+    if not isinstance(desired, Mapping) or not isinstance(actual, Mapping):
+        return []
+    return sorted(key for key in actual if key not in desired and key not in server_set)
+
+
+def _at(obj: Any, *path: str) -> Any:
+    for key in path:
+        obj = obj.get(key) if isinstance(obj, Mapping) else None
+    return obj
+
+
+Path = tuple[str | int, ...]
+POD_SPEC = ("spec", "template", "spec")
+
+
+def hand_added(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> list[Path]:
+    """Fields of a Deployment's pod template spec (and its containers) or of a Service's spec that are in
+    `actual` but neither in `desired` nor set by the API server: added by hand, so drift.
+
+    Only these maps are looked at, as they decide where and how the pods run and what the Service
+    exposes; labels and annotations that others add (kubectl rollout restart's restartedAt) stay.
+    """
+    if desired.get("kind") == "Service":
+        extras = _extra_keys(desired.get("spec"), actual.get("spec"), SERVER_SET_SERVICE_FIELDS)
+        return [("spec", key) for key in extras]
+    if desired.get("kind") != "Deployment":
+        return []
+    want, have = _at(desired, *POD_SPEC), _at(actual, *POD_SPEC)
+    found: list[Path] = [(*POD_SPEC, key) for key in _extra_keys(want, have, SERVER_SET_POD_FIELDS)]
+    pairs = zip(_at(want, "containers") or [], _at(have, "containers") or [], strict=False)
+    for index, (mine, theirs) in enumerate(pairs):
+        extras = _extra_keys(mine, theirs, SERVER_SET_CONTAINER_FIELDS)
+        found += [(*POD_SPEC, "containers", index, key) for key in extras]
+    return found
+
+
+def undo_patch(desired: Mapping[str, Any], added: list[Path]) -> dict[str, Any]:
+    """`desired` as a JSON merge patch that also removes the `added` fields: null for a field of a map;
+    a field inside a list element (a container) goes as `desired`'s list replaces the actual one."""
+    patch: dict[str, Any] = copy.deepcopy(dict(desired))
+    for path in added:
+        if any(isinstance(step, int) for step in path):
+            continue
+        node = patch
+        for step in path[:-1]:
+            node = node.setdefault(str(step), {})
+        node[str(path[-1])] = None
+    return patch
+
+
+def path_text(path: Path) -> str:
+    return "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path)

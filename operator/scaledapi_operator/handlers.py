@@ -3,12 +3,19 @@
 Run with: kopf run --standalone --all-namespaces --liveness=http://0.0.0.0:8080/healthz \
     -m scaledapi_operator.handlers
 
-* create / update (of .spec) / resume of a ScaledApi reconcile it; a failure is retried by kopf.
+* create / update (of .spec) / resume of a ScaledApi reconcile it.
 * Events of any child (labelled managed-by=scaledapi-operator, filtered by the API server) reconcile
   the owning ScaledApi: drift is undone within seconds and EndpointSlice changes reach nginx at once.
-* A resync every RESYNC_SECONDS reconciles every ScaledApi as a backstop. It is an operator-wide task
-  and not a kopf timer, because kopf puts a finalizer on every object that has a timer or daemon,
-  and a finalizer would hang deleting a ScaledApi whenever the operator is not running.
+* A resync every RESYNC_SECONDS reconciles every known ScaledApi (each one a handler was called for;
+  at startup kopf resumes all) as a backstop, without listing ScaledApis cluster-wide, which the
+  namespaced install does not allow. It is an operator-wide task and not a kopf timer, because kopf
+  puts a finalizer on every object that has a timer or daemon, and a finalizer would hang deleting a
+  ScaledApi whenever the operator is not running.
+* A failed reconcile, whatever triggered it, is tried again after a growing delay (retry.RetryQueue:
+  5 s doubling to 5 min, and the resync at least every RESYNC_SECONDS) by an operator-wide retry loop.
+  The handlers never raise: kopf does not retry `@kopf.on.event` handlers at all, and a kopf handler
+  that raises posts a Warning event on every retry. What failed is in the ScaledApi's status instead
+  (Degraded, with the API server's message), posted as one event when the condition changes.
 
 No deletion handlers: the garbage collector deletes the children through their owner references.
 """
@@ -26,12 +33,22 @@ import kopf
 from scaledapi_operator import GROUP, KIND, PLURAL, VERSION
 from scaledapi_operator.builders.common import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
 from scaledapi_operator.kube import KINDS, Kube, load_config
-from scaledapi_operator.reconcile import reconcile_by_name
+from scaledapi_operator.reconcile import Outcome, Poster, Skipped, reconcile_by_name
+from scaledapi_operator.retry import RetryQueue
 from scaledapi_operator.status import Transition
 
 PREFIX = "scaledapi.dev"
 RESYNC_SECONDS = 30.0
-RETRY_BACKOFF_SECONDS = 5.0
+# How often the retry loop looks for ScaledApis whose delay is over (the shortest delay is 5 s).
+RETRY_TICK_SECONDS = 1.0
+# Deadlines of kopf's own API requests (ours are kube.REQUEST_TIMEOUT_SECONDS): a short request, a
+# connection, and a watch (asked of the server, and enforced by the client a little later).
+KOPF_REQUEST_TIMEOUT_SECONDS = 30.0
+KOPF_CONNECT_TIMEOUT_SECONDS = 10.0
+# An integer: kopf sends it as the watch's timeoutSeconds, which the API server parses as an int
+# ("300.0" is refused with 400 and no watch ever starts).
+WATCH_SERVER_TIMEOUT_SECONDS = 300
+WATCH_CLIENT_TIMEOUT_SECONDS = 330.0
 MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 # Every kind of child whose changes must reconcile the owner. EndpointSlices inherit the labels of
@@ -80,8 +97,48 @@ def _kube(memo: Any) -> Kube:
     return kube
 
 
-@kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def _retries(memo: Any) -> RetryQueue:
+    retries: RetryQueue = memo.retries
+    return retries
+
+
+def direct_poster(kube: Kube) -> Poster:
+    """Events posted straight through the API, for use outside of a kopf handler's context."""
+
+    def post(body: Mapping[str, Any], transition: Transition) -> None:
+        kube.post_event(dict(body), transition.type, transition.reason, transition.message)
+
+    return post
+
+
+def attempt(kube: Kube, retries: RetryQueue, namespace: str, name: str, post: Poster) -> Outcome | None:
+    """Reconcile one ScaledApi and record the result for the retry loop; never raises.
+
+    A pass in which the API server refused or failed a child (its status says which and why) or which
+    could not finish at all is due again after the ScaledApi's next delay; a clean pass clears it.
+    """
+    key = (namespace, name)
+    retries.seen(key)
+    try:
+        outcome = reconcile_by_name(kube, namespace, name, post)
+    except Exception:
+        delay = retries.failed(key)
+        logger.exception("reconcile of %s/%s failed; next try in %.0f s", namespace, name, delay)
+        return None
+    if isinstance(outcome, Skipped):
+        if outcome.gone:
+            retries.gone(key)
+        return None  # else another request for it is already waiting, and records its own result
+    if outcome.failed:
+        delay = retries.failed(key)
+        refused = ", ".join(f"{item.kind}/{item.name}" for item in outcome.failed)
+        logger.warning("%s/%s: not applied: %s; next try in %.0f s", namespace, name, refused, delay)
+    else:
+        retries.succeeded(key)
+    return outcome
+
+
+def apply_settings(settings: kopf.OperatorSettings) -> None:
     # kopf keeps its bookkeeping in annotations, never in our strict status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -90,63 +147,88 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.enabled = True
     settings.posting.level = logging.INFO
     settings.peering.standalone = True
-    logging.getLogger("kopf.objects").addFilter(QuietChildSuccesses())
+    # Every API call of kopf has a deadline, too; a watch that hangs is dropped and made again.
+    settings.networking.request_timeout = KOPF_REQUEST_TIMEOUT_SECONDS
+    settings.networking.connect_timeout = KOPF_CONNECT_TIMEOUT_SECONDS
+    settings.watching.connect_timeout = KOPF_CONNECT_TIMEOUT_SECONDS
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
+    settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_SECONDS
     for resource in CHILD_RESOURCES:
         settings.watching.label_selectors[resource] = MANAGED_SELECTOR  # type: ignore[index]
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    apply_settings(settings)
+    logging.getLogger("kopf.objects").addFilter(QuietChildSuccesses())
     load_config()
     memo.kube = Kube()
-    memo.resync = asyncio.create_task(_resync_forever(memo.kube), name="scaledapi resync")
+    memo.retries = RetryQueue()
+    memo.resync = asyncio.create_task(_resync_forever(memo.kube, memo.retries), name="scaledapi resync")
+    memo.retry = asyncio.create_task(_retry_forever(memo.kube, memo.retries), name="scaledapi retry")
 
 
 @kopf.on.cleanup()
 async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
-    task = memo.get("resync")
-    if isinstance(task, asyncio.Task):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for task in (memo.get("resync"), memo.get("retry")):
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
-def resync_all(kube: Kube) -> None:
-    """Reconcile every ScaledApi once; events are posted directly (no kopf handler context here)."""
-
-    def post(body: Mapping[str, Any], transition: Transition) -> None:
-        kube.post_event(dict(body), transition.type, transition.reason, transition.message)
-
-    for item in kube.list_scaledapis():
-        meta = item["metadata"]
-        try:
-            reconcile_by_name(kube, meta["namespace"], meta["name"], post)
-        except Exception:
-            logger.exception("resync of %s/%s failed", meta["namespace"], meta["name"])
+def resync_all(kube: Kube, retries: RetryQueue) -> None:
+    """Reconcile every known ScaledApi once (each create, update, resume or child event made it known;
+    at startup kopf resumes every existing one). No cluster-wide list: in the namespaced install the
+    operator may read ScaledApis only in its namespaces. Events are posted directly (no kopf context)."""
+    post = direct_poster(kube)
+    for namespace, name in retries.known():
+        attempt(kube, retries, namespace, name, post)
 
 
-async def _resync_forever(kube: Kube) -> None:
+def retry_due(kube: Kube, retries: RetryQueue) -> None:
+    """Reconcile again every ScaledApi whose delay after a failure is over."""
+    post = direct_poster(kube)
+    for namespace, name in retries.take_due():
+        attempt(kube, retries, namespace, name, post)
+
+
+async def _resync_forever(kube: Kube, retries: RetryQueue) -> None:
     # The period between passes of an operator-wide backstop loop, not a wait inside a handler.
     while True:
         await asyncio.sleep(RESYNC_SECONDS)  # poll: the resync period
         try:
-            await asyncio.to_thread(resync_all, kube)
+            await asyncio.to_thread(resync_all, kube, retries)
         except Exception:
             logger.exception("resync failed")
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-on-create", backoff=RETRY_BACKOFF_SECONDS)
+async def _retry_forever(kube: Kube, retries: RetryQueue) -> None:
+    # Operator-wide, like the resync: looks for due retries; each ScaledApi's delay is in the queue.
+    while True:
+        await asyncio.sleep(RETRY_TICK_SECONDS)  # poll: the retry loop's tick
+        try:
+            await asyncio.to_thread(retry_due, kube, retries)
+        except Exception:
+            logger.exception("retry pass failed")
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-on-create")
 def on_create(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     if namespace is not None:
-        reconcile_by_name(_kube(memo), namespace, name, kopf_post)
+        attempt(_kube(memo), _retries(memo), namespace, name, kopf_post)
 
 
-@kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-on-update", field="spec", backoff=RETRY_BACKOFF_SECONDS)
+@kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-on-update", field="spec")
 def on_update(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     if namespace is not None:
-        reconcile_by_name(_kube(memo), namespace, name, kopf_post)
+        attempt(_kube(memo), _retries(memo), namespace, name, kopf_post)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-on-resume", backoff=RETRY_BACKOFF_SECONDS)
+@kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-on-resume")
 def on_resume(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     if namespace is not None:
-        reconcile_by_name(_kube(memo), namespace, name, kopf_post)
+        attempt(_kube(memo), _retries(memo), namespace, name, kopf_post)
 
 
 def owner_name(body: Mapping[str, Any]) -> str | None:
@@ -169,7 +251,8 @@ def on_child_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) 
     owner = owner_name(body)
     if owner is None or namespace is None:
         return
-    reconcile_by_name(_kube(memo), namespace, owner, kopf_post)
+    # kopf never retries an event handler: a failure is recorded and retried by the retry loop.
+    attempt(_kube(memo), _retries(memo), namespace, owner, kopf_post)
 
 
 for _resource in CHILD_RESOURCES:

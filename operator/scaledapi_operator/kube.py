@@ -8,6 +8,11 @@ what the server stored. 404 and 409 are handled here on purpose:
 * create: 409 (already exists) -> None; the caller re-gets and compares
 * patch: 404 -> None (deleted meanwhile; the caller creates it on the next pass)
 * delete: 404 -> fine
+
+Every request has a deadline (REQUEST_TIMEOUT_SECONDS, the client's `_request_timeout`): a request the
+API server never answers fails with a timeout instead of holding a reconcile (and its lock) for ever.
+Any other error answer is raised as the client's ApiException; `error_message` gives the API server's own
+words for it (the `message` of its Status object), for conditions and logs.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 COMPONENT = "scaledapi-operator"
 HTTP_NOT_FOUND = 404
 HTTP_CONFLICT = 409
+# Deadline of one request (each attempt of the connection pool); no call of the operator blocks longer.
+REQUEST_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,22 @@ KINDS: dict[str, Kind] = {
 }
 
 
+def error_message(error: ApiException) -> str:
+    """The API server's explanation of a refusal: `CODE Reason: message` from its Status object."""
+    text = error.body.decode("utf-8", "replace") if isinstance(error.body, bytes) else error.body
+    message = ""
+    reason = ""
+    try:
+        status = json.loads(text) if text else {}
+    except ValueError:
+        status = {}
+    if isinstance(status, dict):
+        message = str(status.get("message") or "")
+        reason = str(status.get("reason") or "")
+    head = f"{error.status} {reason or error.reason or 'Error'}".strip()
+    return f"{head}: {message}" if message else head
+
+
 def load_config() -> None:
     """In-cluster credentials in the pod, the kubeconfig elsewhere."""
     try:
@@ -76,8 +99,11 @@ def load_config() -> None:
 class Kube:
     """A thin JSON client; one instance per operator process (thread-safe like urllib3's pool)."""
 
-    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+    def __init__(
+        self, api_client: client.ApiClient | None = None, timeout: float = REQUEST_TIMEOUT_SECONDS
+    ) -> None:
         self.api = api_client or client.ApiClient()
+        self.timeout = timeout
 
     def _request(
         self,
@@ -99,7 +125,9 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self.api.call_api(method, url, header_params=header_params, body=serialized)
+        response = self.api.call_api(
+            method, url, header_params=header_params, body=serialized, _request_timeout=self.timeout
+        )
         data = response.read()  # type: ignore[no-untyped-call]
         if not 200 <= response.status <= 299:
             text = data.decode("utf-8", "replace") if data else None
@@ -170,9 +198,6 @@ class Kube:
 
     def get_scaledapi(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(KIND, namespace, name)
-
-    def list_scaledapis(self) -> list[dict[str, Any]]:
-        return self.list_objects(KIND, None)
 
     def patch_scaledapi_status(
         self, namespace: str, name: str, status: dict[str, Any]

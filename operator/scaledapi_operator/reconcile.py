@@ -5,26 +5,40 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from scaledapi_operator import builders
 from scaledapi_operator.builders.common import BACKEND, PROXY, backend_name, proxy_name, proxy_status_name
-from scaledapi_operator.compare import differences, is_subset
+from scaledapi_operator.compare import differences, hand_added, is_subset, path_text, undo_patch
 from scaledapi_operator.endpoints import SERVICE_NAME_LABEL, ready_endpoints
-from scaledapi_operator.kube import Kube
-from scaledapi_operator.nginx_conf import config_hash, render_nginx_conf
+from scaledapi_operator.kube import HTTP_CONFLICT, Kube, error_message
+from scaledapi_operator.nginx_conf import Endpoint, config_hash, render_nginx_conf
+from scaledapi_operator.ownership import is_ours, ownership_conflict, with_other_owners
 from scaledapi_operator.spec import ScaledApiSpec, SpecError, parse_spec
 from scaledapi_operator.status import Observed, Problem, Transition, compute_status, invalid_spec_status
+from scaledapi_proxy.report import removal_patch, stale_keys
 
 logger = logging.getLogger(__name__)
 
 CREATED = "created"
 PATCHED = "patched"
+ADOPTED = "adopted"
 UNCHANGED = "unchanged"
 CONFLICT = "conflict"
 DELETED = "deleted"
+FAILED = "failed"
+HELD = "held"  # not applied while an object it relies on belongs to someone else
+
+# Degraded reasons of children the operator could not bring to their desired state.
+NAME_CONFLICT = "NameConflict"
+CHILD_REJECTED = "ChildRejected"  # the API server refused the request (4xx): needs a change somewhere
+CHILD_APPLY_FAILED = "ChildApplyFailed"  # the API server failed it (5xx, e.g. a webhook): retried
+# A create answered 409 (already exists) yet the object cannot be read: how often to try again in a pass.
+CREATE_ATTEMPTS = 2
 
 Poster = Callable[[Mapping[str, Any], Transition], None]
 
@@ -36,6 +50,7 @@ class Applied:
     action: str
     obj: dict[str, Any] | None
     detail: str = ""
+    reason: str = ""  # NAME_CONFLICT, CHILD_REJECTED or CHILD_APPLY_FAILED when not applied
 
 
 @dataclass
@@ -45,6 +60,11 @@ class Outcome:
     applied: list[Applied] = field(default_factory=list)
     status_written: bool = False
 
+    @property
+    def failed(self) -> list[Applied]:
+        """Children the API server refused or failed: the reconcile must be tried again (with backoff)."""
+        return [item for item in self.applied if item.action == FAILED]
+
 
 def owner_of(body: Mapping[str, Any]) -> builders.Owner:
     meta = body["metadata"]
@@ -53,51 +73,74 @@ def owner_of(body: Mapping[str, Any]) -> builders.Owner:
     )
 
 
-def foreign_controller(actual: Mapping[str, Any], uid: str) -> str | None:
-    """The controller of `actual` when it is not this ScaledApi (then we must not touch it)."""
-    for ref in (actual.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("uid") != uid:
-            return f"{ref.get('kind')}/{ref.get('name')}"
-    return None
-
-
 def apply(kube: Kube, owner: builders.Owner, desired: dict[str, Any]) -> Applied:
-    """get -> compare -> create / patch / nothing, for one child."""
+    """get -> compare -> create / patch / nothing, for one child. Raises ApiException when refused."""
     kind, name = desired["kind"], desired["metadata"]["name"]
     actual = kube.get(kind, owner.namespace, name)
-    if actual is None:
+    for _ in range(CREATE_ATTEMPTS):
+        if actual is not None:
+            break
         created = kube.create(desired)
         if created is not None:
             return Applied(kind, name, CREATED, created)
         # 409: created by someone else since our get; compare with what is there now.
         actual = kube.get(kind, owner.namespace, name)
-        if actual is None:
-            raise RuntimeError(f"{kind} {name} already exists but cannot be read")
-    controller = foreign_controller(actual, owner.uid)
-    if controller is not None:
-        return Applied(kind, name, CONFLICT, actual, f"{kind} {name} is controlled by {controller}")
-    if is_subset(desired, actual):
+    if actual is None:
+        message = f"{kind}/{name}: create answered 409 (already exists) but the object cannot be read"
+        return Applied(kind, name, FAILED, None, message, CHILD_REJECTED)
+    conflict = ownership_conflict(actual, owner)
+    if conflict is not None:
+        return Applied(kind, name, CONFLICT, None, conflict, NAME_CONFLICT)
+    adopting = not is_ours(actual, owner)
+    desired = with_other_owners(desired, actual, owner)
+    added = hand_added(desired, actual)
+    if not added and is_subset(desired, actual):
         return Applied(kind, name, UNCHANGED, actual)
-    drift = ", ".join(differences(desired, actual)[:5])
+    drift = ", ".join([*differences(desired, actual), *(f"{path_text(p)} (added)" for p in added)][:5])
     # JSON merge patch: maps merge (server defaults and others' annotations stay) while our lists
     # (containers, env, ports, rules, owner references) replace the actual ones wholesale, so a
-    # hand-added element is removed too and the next compare converges.
-    patched = kube.patch(kind, owner.namespace, name, desired)
+    # hand-added element is removed too and the next compare converges. Hand-added map fields get null.
+    patched = kube.patch(kind, owner.namespace, name, undo_patch(desired, added))
     if patched is None:  # deleted since our get
         created = kube.create(desired)
         return Applied(kind, name, CREATED, created)
-    return Applied(kind, name, PATCHED, patched, drift)
+    return Applied(kind, name, ADOPTED if adopting else PATCHED, patched, drift)
+
+
+def apply_child(kube: Kube, owner: builders.Owner, desired: dict[str, Any]) -> Applied:
+    """apply(), with the API server's refusal of this one child recorded instead of raised, so that every
+    other child is still reconciled and the status still written. Errors without an answer (timeouts,
+    a refused connection) still raise: the API server is unreachable and the whole pass is retried."""
+    try:
+        return apply(kube, owner, desired)
+    except ApiException as error:
+        return refused(owner, desired["kind"], desired["metadata"]["name"], "applied", error)
+
+
+def refused(owner: builders.Owner, kind: str, name: str, what: str, error: ApiException) -> Applied:
+    """The API server's answer to a request for one child, as a FAILED child with a Degraded reason."""
+    reason = CHILD_REJECTED if 400 <= (error.status or 0) < 500 else CHILD_APPLY_FAILED
+    message = f"{kind}/{name} was not {what}: {error_message(error)}"
+    logger.warning("%s/%s: %s", owner.namespace, owner.name, message)
+    return Applied(kind, name, FAILED, None, message, reason)
+
+
+def held(desired: Mapping[str, Any], blockers: Sequence[Applied]) -> Applied:
+    """A child not applied (neither created nor changed) while objects it relies on are not ours."""
+    kind, name = desired["kind"], desired["metadata"]["name"]
+    waiting_for = ", ".join(f"{item.kind}/{item.name}" for item in blockers)
+    return Applied(kind, name, HELD, None, f"{kind}/{name} waits until {waiting_for} is ours")
 
 
 def remove(kube: Kube, owner: builders.Owner, kind: str, name: str) -> Applied:
-    """Delete a child that is no longer wanted, only if it is ours."""
-    actual = kube.get(kind, owner.namespace, name)
-    if actual is None:
-        return Applied(kind, name, UNCHANGED, None)
-    controller = foreign_controller(actual, owner.uid)
-    if controller is not None:
-        return Applied(kind, name, CONFLICT, actual, f"{kind} {name} is controlled by {controller}")
-    kube.delete(kind, owner.namespace, name, uid=actual["metadata"].get("uid"))
+    """Delete a child that is no longer wanted, only if it is ours (anything else is left alone)."""
+    try:
+        actual = kube.get(kind, owner.namespace, name)
+        if actual is None or not is_ours(actual, owner):
+            return Applied(kind, name, UNCHANGED, None)
+        kube.delete(kind, owner.namespace, name, uid=actual["metadata"].get("uid"))
+    except ApiException as error:
+        return refused(owner, kind, name, "deleted", error)
     return Applied(kind, name, DELETED, None)
 
 
@@ -107,6 +150,33 @@ def status_url(owner: builders.Owner, spec: ScaledApiSpec) -> str:
     return f"http://{proxy_name(owner)}.{owner.namespace}.svc:{spec.proxy.port}"
 
 
+def sweep_proxy_reports(
+    kube: Kube, owner: builders.Owner, status_cm: Mapping[str, Any], proxy_pods: Sequence[Mapping[str, Any]]
+) -> None:
+    """Remove the reports of nginx pods that are gone without withdrawing their own (killed, node lost);
+    the pods cannot, as they may not list each other. Only if NAME-proxy-status did not change since it
+    was read: a 409 means a report arrived meanwhile and its event brings the next pass; 404 means it
+    is gone and the next pass creates it."""
+    if not status_cm:
+        return
+    live = [
+        pod["metadata"]["name"]
+        for pod in proxy_pods
+        if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+    ]
+    stale = stale_keys(status_cm.get("data") or {}, live)
+    if not stale:
+        return
+    patch = removal_patch(stale, status_cm["metadata"]["resourceVersion"])
+    try:
+        kube.patch("ConfigMap", owner.namespace, proxy_status_name(owner), patch)
+    except ApiException as error:
+        if error.status != HTTP_CONFLICT:
+            raise
+        return
+    logger.info("%s/%s: removed reports of gone nginx pods: %s", owner.namespace, owner.name, stale)
+
+
 def action_transitions(applied: list[Applied], endpoint_count: int) -> list[Transition]:
     found: list[Transition] = []
     for item in applied:
@@ -114,6 +184,8 @@ def action_transitions(applied: list[Applied], endpoint_count: int) -> list[Tran
             found.append(Transition("Normal", "Created", f"created {item.kind} {item.name}"))
         elif item.action == DELETED:
             found.append(Transition("Normal", "Deleted", f"deleted {item.kind} {item.name}"))
+        elif item.action == ADOPTED:
+            found.append(Transition("Normal", "Adopted", f"adopted {item.kind} {item.name}"))
         elif item.action == PATCHED and item.kind == "ConfigMap" and item.name.endswith("-proxy"):
             message = f"nginx upstream now has {endpoint_count} ready endpoints"
             found.append(Transition("Normal", "ProxyConfigUpdated", message))
@@ -148,34 +220,61 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         status, found = invalid_spec_status(owner.generation, str(error), previous, now())
         return Outcome(status, found, [], _write_status(kube, body, status))
 
-    # The nginx upstream: ready addresses of the backend's EndpointSlices, in a stable order.
-    slices = kube.list_objects(
-        "EndpointSlice", owner.namespace, f"{SERVICE_NAME_LABEL}={backend_name(owner)}"
-    )
-    endpoints = ready_endpoints(slices, spec.backend.port)
+    # The backend Service first: only when it is ours are the EndpointSlices of NAME-backend our pods.
+    backend_service = apply_child(kube, owner, builders.backend_service(owner, spec))
+    endpoints: list[Endpoint] = []
+    if backend_service.action != CONFLICT:
+        # The nginx upstream: ready addresses of the backend's EndpointSlices, in a stable order.
+        slices = kube.list_objects(
+            "EndpointSlice", owner.namespace, f"{SERVICE_NAME_LABEL}={backend_name(owner)}"
+        )
+        endpoints = ready_endpoints(slices, spec.backend.port)
     text = render_nginx_conf(builders.nginx_settings(spec), endpoints)
     digest = config_hash(text)
 
-    desired = [
-        builders.proxy_service_account(owner),
-        builders.proxy_role(owner),
-        builders.proxy_role_binding(owner),
-        builders.proxy_status_configmap(owner),
-        builders.proxy_configmap(owner, text, digest),
-        builders.backend_service(owner, spec),
-        builders.backend_deployment(owner, spec),
-        builders.proxy_deployment(owner, spec),
-        builders.proxy_service(owner, spec),
+    # Each child on its own: a refusal of one is recorded and the others are still reconciled.
+    account, role, reports, config = (
+        apply_child(kube, owner, child)
+        for child in (
+            builders.proxy_service_account(owner),
+            builders.proxy_role(owner),
+            builders.proxy_status_configmap(owner),
+            builders.proxy_configmap(owner, text, digest),
+        )
+    )
+    # The nginx pods run as ServiceAccount NAME-proxy with Role NAME-proxy, read ConfigMap NAME-proxy
+    # and patch NAME-proxy-status. While one of these is someone else's, binding the Role or running
+    # the pods would hand our rights to it, or let our pods read and write it: those two wait.
+    role_binding = builders.proxy_role_binding(owner)
+    identity = [item for item in (account, role) if item.action == CONFLICT]
+    binding = held(role_binding, identity) if identity else apply_child(kube, owner, role_binding)
+    blockers = [item for item in (account, role, binding, reports, config) if item.action == CONFLICT]
+    proxy_deployment = builders.proxy_deployment(owner, spec)
+    applied = [
+        backend_service,
+        account,
+        role,
+        reports,
+        config,
+        binding,
+        apply_child(kube, owner, builders.backend_deployment(owner, spec)),
+        held(proxy_deployment, blockers) if blockers else apply_child(kube, owner, proxy_deployment),
+        apply_child(kube, owner, builders.proxy_service(owner, spec)),
     ]
-    applied = [apply(kube, owner, child) for child in desired]
     pdb = builders.backend_pdb(owner, spec)
     if pdb is not None:
-        applied.append(apply(kube, owner, pdb))
+        applied.append(apply_child(kube, owner, pdb))
     else:
         applied.append(remove(kube, owner, "PodDisruptionBudget", backend_name(owner)))
 
-    by_key = {(item.kind, item.name): item.obj for item in applied}
+    # Only what is ours tells the status anything (a foreign Deployment's replicas are not ours).
+    by_key = {
+        (item.kind, item.name): item.obj for item in applied if item.action not in (CONFLICT, FAILED, HELD)
+    }
     status_cm = by_key.get(("ConfigMap", proxy_status_name(owner))) or {}
+    # Listed after the reports were read: a report of a pod that exists now is never taken for stale.
+    proxy_pods = kube.list_objects("Pod", owner.namespace, builders.selector_string(owner, PROXY))
+    sweep_proxy_reports(kube, owner, status_cm, proxy_pods)
     observed = Observed(
         generation=owner.generation,
         spec=spec,
@@ -186,14 +285,14 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         backend=by_key.get(("Deployment", backend_name(owner))),
         proxy=by_key.get(("Deployment", proxy_name(owner))),
         backend_pods=kube.list_objects("Pod", owner.namespace, builders.selector_string(owner, BACKEND)),
-        proxy_pods=kube.list_objects("Pod", owner.namespace, builders.selector_string(owner, PROXY)),
+        proxy_pods=proxy_pods,
         proxy_reports=status_cm.get("data") or {},
-        problems=[Problem("NameConflict", item.detail) for item in applied if item.action == CONFLICT],
+        problems=[Problem(item.reason, item.detail) for item in applied if item.action in (CONFLICT, FAILED)],
     )
     status, found = compute_status(observed, previous, now())
     written = _write_status(kube, body, status)
     for item in applied:
-        if item.action not in (UNCHANGED, CONFLICT):
+        if item.action not in (UNCHANGED, CONFLICT, FAILED, HELD):
             logger.info("%s %s %s/%s %s", item.action, item.kind, owner.namespace, item.name, item.detail)
     return Outcome(status, action_transitions(applied, len(endpoints)) + found, applied, written)
 
@@ -234,20 +333,29 @@ class Locks:
 LOCKS = Locks()
 
 
-def reconcile_by_name(kube: Kube, namespace: str, name: str, post: Poster) -> Outcome | None:
-    """Re-read the ScaledApi under its lock (a fresh body, not a stale event), reconcile, post events.
+@dataclass(frozen=True)
+class Skipped:
+    """reconcile_by_name did not reconcile: the ScaledApi is gone (or being deleted), or another request
+    for it is already waiting and will reconcile it afresh."""
 
-    Returns None when the ScaledApi is gone or another request for it is already waiting.
-    """
+    gone: bool
+
+
+GONE = Skipped(gone=True)
+COALESCED = Skipped(gone=False)
+
+
+def reconcile_by_name(kube: Kube, namespace: str, name: str, post: Poster) -> Outcome | Skipped:
+    """Re-read the ScaledApi under its lock (a fresh body, not a stale event), reconcile, post events."""
     if not LOCKS.try_wait(namespace, name):
-        return None
+        return COALESCED
     try:
         with LOCKS.of(namespace, name):
             LOCKS.started(namespace, name)
             body = kube.get_scaledapi(namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 LOCKS.forget(namespace, name)
-                return None
+                return GONE
             outcome = reconcile(kube, body)
     finally:
         LOCKS.started(namespace, name)

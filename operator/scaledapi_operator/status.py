@@ -6,7 +6,9 @@ Conditions:
   endpoints, and every current nginx pod has Applied the desired config hash.
 * Progressing: a rollout, a scale or a config apply is under way.
 * Degraded: something will not fix itself: an image that cannot be pulled, a crash-looping container,
-  an nginx config rejected by `nginx -t`, a child owned by someone else, a stuck Deployment.
+  an nginx config rejected by `nginx -t`, a stuck Deployment, an object with a child's name that is not
+  ours (NameConflict), a child the API server refused (ChildRejected) or failed (ChildApplyFailed), with
+  the API server's message and the child's Kind/name.
 """
 
 from __future__ import annotations

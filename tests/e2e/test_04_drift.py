@@ -1,4 +1,5 @@
-"""Scenario 4: hand edits of the children are put back within 10 seconds."""
+"""Scenario 4: hand edits of the children, changed values and fields added by hand, are put back within
+10 seconds."""
 
 from __future__ import annotations
 
@@ -70,6 +71,32 @@ def test_drift_is_undone(namespace: str, name: str) -> None:
         ),
     )
 
+    # Fields added by hand: a nodeSelector on the backend's pod template, externalIPs on its Service.
+    started = time.monotonic()
+    kube.kubectl(
+        "patch", "deployment", backend, "-n", namespace, "--type=merge",
+        "-p", json.dumps({"spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/os": "linux"}}}}}),
+    )  # fmt: skip
+    kube.kubectl(
+        "patch", "service", backend, "-n", namespace, "--type=merge",
+        "-p", json.dumps({"spec": {"externalIPs": ["203.0.113.9"]}}),
+    )  # fmt: skip
+
+    def added_fields() -> list[str]:
+        dep = kube.get_json("deployment", backend, namespace) or {}
+        svc = kube.get_json("service", backend, namespace) or {}
+        pod_spec = dep.get("spec", {}).get("template", {}).get("spec", {})
+        found = ["nodeSelector"] if "nodeSelector" in pod_spec else []
+        return found + (["externalIPs"] if "externalIPs" in svc.get("spec", {}) else [])
+
+    added_s = _restored_within(
+        "hand-added nodeSelector and externalIPs removed",
+        lambda: added_fields() == [],
+        started,
+        lambda: f"still there: {added_fields()}",
+    )
+    sapi.wait_serving(namespace, name, 2, no_terminating=True)
+
     # The nginx Service deleted.
     svc = kube.get_json("service", proxy, namespace)
     assert svc is not None, f"service {proxy} is missing"
@@ -104,6 +131,7 @@ def test_drift_is_undone(namespace: str, name: str) -> None:
         {
             "backend deployment scaled": scale_s,
             "nginx configmap edited": config_s,
+            "nodeSelector and externalIPs added": added_s,
             "nginx service deleted": service_s,
         },
     )

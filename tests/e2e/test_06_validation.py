@@ -99,16 +99,18 @@ WRITTEN: list[Case] = [
     Case("next-upstream-tries-over-max", (*P, "nextUpstreamTries"), 11),
     Case("upstream-timeout-0", (*P, "upstreamTimeoutSeconds"), 0),
     Case("upstream-timeout-over-max", (*P, "upstreamTimeoutSeconds"), 301),
-    # CEL on the object: children are NAME-backend etc., so the name has at most 55 characters, no dot.
-    Case("name-too-long", ("metadata", "name"), "n" * 56, expect=("metadata.name",)),
+    # CEL on the object: children are NAME-backend, NAME-proxy-status etc. and Services need DNS-1035
+    # labels, so the name has at most 50 characters, a lowercase letter first, no dot.
+    Case("name-too-long", ("metadata", "name"), "n" * 51, expect=("metadata.name", "50")),
     Case("name-with-dot", ("metadata", "name"), "e2e.validation", expect=("metadata.name",)),
+    Case("name-leading-digit", ("metadata", "name"), "9lives", expect=("metadata.name", "letter")),
     # Strict field validation: a misspelt field is an error, not silently dropped.
     Case("unknown-spec-field", (*S, "replica"), 2, expect=('unknown field "spec.replica"',)),
     Case("unknown-backend-field", (*B, "colour"), "blue", expect=('unknown field "spec.backend.colour"',)),
 ]
 # CEL rules with a written case: schema location (dotted, "<root>" for the object) -> case ids.
 CEL_CASES = {
-    "<root>": ("name-too-long", "name-with-dot"),
+    "<root>": ("name-too-long", "name-with-dot", "name-leading-digit"),
     "spec.proxy": ("node-port-with-cluster-ip",),
 }
 

@@ -93,9 +93,11 @@ def test_configmap_change_to_serving(namespace: str, name: str) -> None:
     cm = kube.get_json("configmap", cm_name, namespace)
     assert cm is not None
     original = cm["data"][kube.CONFIG_KEY]
-    port = kube.get_json("service", f"{name}-backend", namespace)
-    assert port is not None
-    backend_port = port["spec"]["ports"][0]["targetPort"]
+    # The Service targets the named port "http"; nginx uses the number each pod's slice carries.
+    deployment = kube.get_json("deployment", f"{name}-backend", namespace)
+    assert deployment is not None
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    backend_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
     address = {p.name: f"{p.ip}:{backend_port}" for p in ready}
     for p in ready:
         assert address[p.name] in original, f"{address[p.name]} of {p.name} is not in the config:\n{original}"

@@ -3,15 +3,25 @@
 Only what ``scaledapi_proxy.kube`` uses; plain HTTP on loopback, selected through SCALEDAPI_KUBE_API_URL.
 This is a test double, used because `make test` runs without a cluster; the proxy against the real API
 server (in-cluster TLS, token, RBAC, real watches) is exercised by tests/e2e on kind.
+
+Faults on demand (``fault(kind, *modes)``, kind ``list``, ``watch`` or ``patch``, one mode per coming
+request of that kind): ``500`` (an error Status), ``drop`` (connection closed without an answer), ``hang``
+(a watch gets its 200 and headers, then silence; a list or patch gets nothing at all; until ``stop``,
+as over a dead connection), ``trickle`` (the answer starts and goes on one byte every 0.1 s, never ending,
+as from a wedged server). The status ConfigMap's data is kept with merge-patch semantics (null removes a
+key).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+FAULT_MODES = ("500", "drop", "hang", "trickle")
 
 
 class FakeKubeApi:
@@ -22,9 +32,13 @@ class FakeKubeApi:
         self.compacted_rv = 0
         self.data: dict[str, str] | None = None
         self.events: list[tuple[int, dict[str, Any]]] = []
-        self.patches: list[tuple[str, dict[str, Any]]] = []  # (content type, body)
-        self.lists = 0
-        self.watches = 0
+        self.patches: list[tuple[str, dict[str, Any]]] = []  # (content type, body), answered 200
+        self.status_data: dict[str, str] = {}
+        self.status_rv = 1
+        self.lists = 0  # answered 200
+        self.watches = 0  # opened (200), also those that hang
+        self.attempts: Counter[str] = Counter()  # every request by kind, faulty ones too
+        self.faults: dict[str, list[str]] = {"list": [], "watch": [], "patch": []}
         self.stopping = threading.Event()
         api = self
 
@@ -88,9 +102,37 @@ class FakeKubeApi:
             self.events.append((self.rv, {"type": "ERROR", "object": status}))
             self.cond.notify_all()
 
-    def status_reports(self, pod: str) -> list[dict[str, Any]]:
+    def fault(self, kind: str, *modes: str) -> None:
+        """The next requests of ``kind`` fail, one per mode, in order."""
+        assert kind in self.faults, kind
+        assert all(m in FAULT_MODES for m in modes), modes
         with self.cond:
-            return [json.loads(body["data"][pod]) for _, body in self.patches if pod in body.get("data", {})]
+            self.faults[kind].extend(modes)
+
+    def faults_left(self, kind: str) -> int:
+        with self.cond:
+            return len(self.faults[kind])
+
+    def status_reports(self, pod: str) -> list[dict[str, Any]]:
+        """Every report of ``pod`` that was patched in, oldest first (removals of its key are not reports)."""
+        with self.cond:
+            return [
+                json.loads(body["data"][pod])
+                for _, body in self.patches
+                if isinstance((body.get("data") or {}).get(pod), str)
+            ]
+
+    def status_value(self, pod: str) -> dict[str, Any] | None:
+        """The current value of key ``pod`` in the status ConfigMap."""
+        with self.cond:
+            raw = self.status_data.get(pod)
+        return None if raw is None else dict(json.loads(raw))
+
+    def put_status(self, pod: str, value: dict[str, Any]) -> None:
+        """A key written by someone else (another pod), as the test sets it up."""
+        with self.cond:
+            self.status_rv += 1
+            self.status_data[pod] = json.dumps(value)
 
     # --- HTTP ----------------------------------------------------------------------------------------
     def _reply(self, h: BaseHTTPRequestHandler, code: int, body: dict[str, Any]) -> None:
@@ -101,6 +143,30 @@ class FakeKubeApi:
         h.end_headers()
         h.wfile.write(payload)
 
+    def _take_fault(self, kind: str) -> str | None:
+        with self.cond:
+            self.attempts[kind] += 1
+            return self.faults[kind].pop(0) if self.faults[kind] else None
+
+    def _misbehave(self, h: BaseHTTPRequestHandler, mode: str) -> None:
+        """Answer as ``mode`` says (the watch's own ``hang`` is handled in ``_watch``)."""
+        if mode == "500":
+            self._reply(h, 500, {"kind": "Status", "code": 500, "message": "injected failure"})
+        elif mode == "drop":
+            h.close_connection = True  # no answer: the handler returns and the server closes the socket
+        elif mode == "hang":
+            self.stopping.wait()
+        elif mode == "trickle":
+            head = b"HTTP/1.0 200 OK\r\nX-Trickle: " + b"a" * 100_000
+            for i in range(len(head)):
+                if self.stopping.wait(0.1):
+                    return
+                try:
+                    h.wfile.write(head[i : i + 1])
+                    h.wfile.flush()
+                except OSError:
+                    return
+
     def handle_get(self, h: BaseHTTPRequestHandler) -> None:
         url = urlsplit(h.path)
         query = parse_qs(url.query)
@@ -109,7 +175,12 @@ class FakeKubeApi:
         ]:
             self._reply(h, 404, {"kind": "Status", "code": 404})
             return
-        if query.get("watch") != ["1"]:
+        kind = "watch" if query.get("watch") == ["1"] else "list"
+        mode = self._take_fault(kind)
+        if mode is not None and not (kind == "watch" and mode == "hang"):
+            self._misbehave(h, mode)
+            return
+        if kind == "list":
             with self.cond:
                 self.lists += 1
                 items = [self._object()] if self.data is not None else []
@@ -120,17 +191,22 @@ class FakeKubeApi:
                 }
             self._reply(h, 200, body)
             return
-        self._watch(h, int(query["resourceVersion"][0]), float(query.get("timeoutSeconds", ["60"])[0]))
+        timeout_s = float(query.get("timeoutSeconds", ["60"])[0])
+        self._watch(h, int(query["resourceVersion"][0]), timeout_s, hang=mode == "hang")
 
-    def _watch(self, h: BaseHTTPRequestHandler, since: int, timeout_s: float) -> None:
+    def _watch(self, h: BaseHTTPRequestHandler, since: int, timeout_s: float, *, hang: bool = False) -> None:
         with self.cond:
-            self.watches += 1
             if since < self.compacted_rv:
                 self._reply(h, 410, {"kind": "Status", "code": 410, "reason": "Expired"})
                 return
+            self.watches += 1
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
         h.end_headers()
+        h.wfile.flush()
+        if hang:  # open, then never a byte again, beyond timeoutSeconds: a dead connection
+            self.stopping.wait()
+            return
         sent = since
         waited = 0.0
         while not self.stopping.is_set() and waited < timeout_s:
@@ -157,7 +233,26 @@ class FakeKubeApi:
         if url.path != f"/api/v1/namespaces/{self.namespace}/configmaps/{self.status_name}":
             self._reply(h, 404, {"kind": "Status", "code": 404})
             return
+        mode = self._take_fault("patch")
+        if mode is not None:
+            self._misbehave(h, mode)
+            return
         with self.cond:
-            self.patches.append((h.headers.get("Content-Type", ""), body))
-            self.cond.notify_all()
-        self._reply(h, 200, {"kind": "ConfigMap"})
+            self._merge_status(h, body)
+            answer = {
+                "kind": "ConfigMap",
+                "metadata": {"name": self.status_name, "resourceVersion": str(self.status_rv)},
+                "data": dict(self.status_data),
+            }
+        self._reply(h, 200, answer)
+
+    def _merge_status(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        """JSON merge patch of the status ConfigMap's data (call with cond held)."""
+        for key, value in (body.get("data") or {}).items():
+            if value is None:
+                self.status_data.pop(key, None)
+            else:
+                self.status_data[key] = value
+        self.status_rv += 1
+        self.patches.append((h.headers.get("Content-Type", ""), body))
+        self.cond.notify_all()

@@ -149,3 +149,55 @@ def test_proxy_exits_non_zero_when_nginx_dies(
 
     assert run.proc.wait(DEADLINE_S) != 0
     assert "event=nginx-died" in run.log()
+
+
+def test_sigterm_removes_the_pods_key_and_keeps_the_others(
+    proxy: Callable[[], ProxyRun], start_backends: Callable[..., list[Backend]]
+) -> None:
+    (a,) = start_backends("ps-a")
+    run = proxy()
+    other = {"hash": "0123456789abcdef", "state": "Applied", "message": "", "time": "2025-01-01T00:00:00Z"}
+    run.api.put_status("demo-proxy-7f9c-other", other)  # another pod, still running
+    text = run.render([a.endpoint])
+    run.api.set_text(text)
+    wait_for(lambda: run.api.status_value(POD) is not None, DEADLINE_S, f"the report\n{run.log()}")
+    wait_for(lambda: http_ok(f"{run.url}/healthz"), DEADLINE_S, "nginx started by the proxy")
+
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(DEADLINE_S) == 0
+    assert run.api.status_value(POD) is None  # a pod that is gone leaves no key behind
+    assert run.api.status_value("demo-proxy-7f9c-other") == other
+    assert "event=withdrawn" in run.log()
+
+
+def test_failures_are_retried_until_a_definite_result_is_reported(
+    proxy: Callable[[], ProxyRun], start_backends: Callable[..., list[Backend]], tmp_path: Path
+) -> None:
+    """Production timings: a write error and failing patches delay the report; they never fake one."""
+    a, b = start_backends("pf-a", "pf-b")
+    run = proxy()
+    first = run.render([a.endpoint])
+    run.api.set_text(first)
+    wait_for(lambda: run.report_for(config_hash(first)) is not None, DEADLINE_S, f"the report\n{run.log()}")
+
+    blocker = tmp_path / "nginx" / "nginx.conf.candidate"
+    blocker.mkdir()  # writing the candidate fails with a real I/O error
+    run.api.fault("patch", "500", "drop")
+    second = run.render([a.endpoint, b.endpoint])
+    run.api.set_text(second)
+    wait_for(lambda: run.log().count("event=apply-failed") >= 2, DEADLINE_S, "two failed writes")
+    assert run.report_for(config_hash(second)) is None
+    assert run.api.attempts["patch"] == 1  # nothing reported for a text without a verdict
+
+    blocker.rmdir()
+    wait_for(
+        lambda: (run.api.status_value(POD) or {}).get("hash") == config_hash(second),
+        DEADLINE_S,
+        f"the report after the retries\n{run.log()}",
+    )
+    report = run.api.status_value(POD)
+    assert report is not None
+    assert report["state"] == "Applied"
+    assert run.log().count("event=report-failed") == 2
+    assert run.log().count(f"hash={config_hash(second)} check_ms=") == 1  # applied once, reported 3 times
+    wait_for(lambda: {hello(run.url) for _ in range(4)} == {"pf-a", "pf-b"}, DEADLINE_S, "both backends")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaledapi_operator.compare import differences, is_subset
+from scaledapi_operator.compare import differences, hand_added, is_subset, undo_patch
 from scaledapi_operator.endpoints import ready_addresses, ready_endpoints
 from scaledapi_operator.nginx_conf import Endpoint
 
@@ -101,3 +101,25 @@ def test_each_pod_keeps_its_own_slices_port() -> None:
         Endpoint("10.0.0.4", 6000),  # no `http` port in its slice: the spec's port
         Endpoint("10.0.0.7", 5252),
     ]
+
+
+def test_hand_added_fields_and_the_patch_that_removes_them() -> None:
+    desired = {"kind": "Service", "spec": {"ports": [{"port": 80}], "selector": {"a": "b"}}}
+    actual = {
+        "kind": "Service",
+        "spec": {"ports": [{"port": 80}], "selector": {"a": "b"}, "clusterIP": "10.0.0.1"}
+        | {"externalIPs": ["203.0.113.9"], "loadBalancerSourceRanges": ["0.0.0.0/0"]},
+    }
+    added = hand_added(desired, actual)
+    assert added == [("spec", "externalIPs"), ("spec", "loadBalancerSourceRanges")]
+    patch = undo_patch(desired, added)
+    assert patch["spec"] == {"ports": [{"port": 80}], "selector": {"a": "b"}} | {
+        "externalIPs": None,
+        "loadBalancerSourceRanges": None,
+    }
+    assert "externalIPs" not in desired["spec"]  # desired itself is not changed
+
+
+def test_only_pod_template_and_service_specs_are_checked() -> None:
+    desired = {"kind": "ConfigMap", "data": {"a": "1"}}
+    assert hand_added(desired, {"kind": "ConfigMap", "data": {"a": "1", "b": "2"}}) == []

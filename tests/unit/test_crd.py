@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 import yaml
 
 from scaledapi_operator import spec as spec_module
+from scaledapi_operator.builders.common import Owner, backend_name, proxy_name, proxy_status_name
 from scaledapi_operator.spec import parse_spec
 from scaledapi_operator.status import Observed, compute_status
 
@@ -127,9 +130,109 @@ def test_node_port_cel_rule(version: dict[str, Any]) -> None:
     assert "nodePort" in rule["message"]
 
 
-def test_name_length_cel_rule(version: dict[str, Any]) -> None:
-    rules = schema(version)["x-kubernetes-validations"]
-    assert any("self.metadata.name" in r["rule"] and "metadata.name" in r["message"] for r in rules)
+# --- metadata.name: refused up front when a child could never be made ------------------------------
+
+# The forms a rule on metadata.name may take here, so that this module can evaluate them (CEL's
+# `matches` is RE2; these patterns mean the same in Python's re).
+_SIZE_RULE = re.compile(r"^size\(self\.metadata\.name\) <= (\d+)$")
+_MATCHES_RULE = re.compile(r"^self\.metadata\.name\.matches\('([^']*)'\)$")
+DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS_1035_MAX = 63
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")  # NAME is the instance label
+
+
+def name_rules(version: dict[str, Any]) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = schema(version)["x-kubernetes-validations"]
+    return [r for r in rules if "self.metadata.name" in r["rule"]]
+
+
+def name_allowed(version: dict[str, Any], name: str) -> list[str]:
+    """Evaluate the CRD's rules on metadata.name; returns the messages of the rules that refuse it."""
+    refused = []
+    for rule in name_rules(version):
+        size, matches = _SIZE_RULE.match(rule["rule"]), _MATCHES_RULE.match(rule["rule"])
+        if size is not None:
+            ok = len(name) <= int(size.group(1))
+        elif matches is not None:
+            ok = re.search(matches.group(1), name) is not None
+        else:
+            raise AssertionError(f"a rule on metadata.name this test cannot evaluate: {rule['rule']}")
+        if not ok:
+            refused.append(rule["message"])
+    return refused
+
+
+def children(name: str) -> list[str]:
+    owner = Owner(name=name, namespace="ns", uid="u")
+    return [backend_name(owner), proxy_name(owner), proxy_status_name(owner)]
+
+
+def workable(name: str) -> bool:
+    """Every child name a DNS-1035 label (what Services need) and NAME a label value."""
+    labels_ok = all(DNS_1035_LABEL.fullmatch(c) and len(c) <= DNS_1035_MAX for c in children(name))
+    return labels_ok and bool(LABEL_VALUE.fullmatch(name)) and len(name) <= DNS_1035_MAX
+
+
+def test_name_rules_name_the_field(version: dict[str, Any]) -> None:
+    rules = name_rules(version)
+    assert len(rules) >= 2
+    for rule in rules:
+        assert "metadata.name" in rule["message"]
+        assert "fieldPath" not in rule  # metadata has no declared properties to point into
+        assert rule["reason"] == "FieldValueInvalid"
+
+
+ACCEPTED = ["a", "hello", "demo-1", "x9", "a-b-c", "n" * 50]
+REFUSED = [
+    ("9lives", "letter"),  # Service 9lives-backend is not a DNS-1035 label
+    ("1", "letter"),
+    ("-a", "letter"),
+    ("a-", "letter"),
+    ("e2e.validation", "no dots"),
+    ("Hello", "lowercase"),
+    ("a_b", "letter"),
+    ("n" * 51, "50"),
+    ("n" * 56, "50"),
+    ("n" * 253, "50"),
+]
+
+
+@pytest.mark.parametrize("name", ACCEPTED)
+def test_a_good_name_passes_and_every_child_name_is_a_dns_1035_label(
+    version: dict[str, Any], name: str
+) -> None:
+    assert name_allowed(version, name) == []
+    assert workable(name), children(name)
+
+
+@pytest.mark.parametrize(("name", "said"), REFUSED)
+def test_a_name_that_could_never_work_is_refused(version: dict[str, Any], name: str, said: str) -> None:
+    messages = name_allowed(version, name)
+    assert messages, f"{name!r} passes the CRD"
+    assert any(said in m for m in messages), messages
+    # ... and it is refused because some child (or the instance label) could not be made with it.
+    assert not workable(name)
+
+
+DNS_1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def test_the_rules_refuse_exactly_the_names_that_cannot_work(version: dict[str, Any]) -> None:
+    """Over every name of up to 3 characters from a telling alphabet, and long ones around the limit,
+    that the API server takes as an object name (a DNS-1123 subdomain): the CRD accepts a name if and
+    only if every child can be made with it."""
+    short = ["".join(p) for n in range(1, 4) for p in itertools.product("a9-.B_", repeat=n)]
+    long = [f"{head}{'n' * size}" for head in ("", "9", "n.") for size in range(45, 58)]
+    names = [n for n in short + long if DNS_1123_SUBDOMAIN.fullmatch(n)]
+    assert len(names) > 50
+    wrong = [n for n in names if (not name_allowed(version, n)) != workable(n)]
+    assert not wrong, f"the CRD and the children disagree on {wrong[:10]}"
+
+
+def test_the_longest_name_still_fits_the_longest_child(version: dict[str, Any]) -> None:
+    longest = next(n for n in range(DNS_1035_MAX, 0, -1) if not name_allowed(version, "n" * n))
+    assert max(len(c) for c in children("n" * longest)) == DNS_1035_MAX
+    assert name_allowed(version, "n" * (longest + 1))
 
 
 def test_defaults_agree_with_the_parser(version: dict[str, Any]) -> None:

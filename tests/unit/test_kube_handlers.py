@@ -5,27 +5,33 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import kopf
 import pytest
+import urllib3
 from kubernetes import client
 
 from scaledapi_operator import handlers
-from scaledapi_operator.kube import MERGE_PATCH, Kube
+from scaledapi_operator.kube import MERGE_PATCH, REQUEST_TIMEOUT_SECONDS, Kube, error_message
 
 Seen = list[tuple[str, str, str | None, Any]]
 
 
 class FakeApi(BaseHTTPRequestHandler):
     seen: Seen
+    release: threading.Event  # set at teardown: a request to /hang is answered only then
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
         self.seen.append((self.command, self.path, self.headers.get("Content-Type"), body))
+        if "/hang" in self.path:
+            self.release.wait(60.0)  # an API server that never answers (until the test is over)
+            return  # by then the client has given up and closed the connection
         status = 200
         payload: dict[str, Any] = {"kind": "Thing", "metadata": {"name": "x"}}
         if "/missing" in self.path:
@@ -36,6 +42,16 @@ class FakeApi(BaseHTTPRequestHandler):
             payload = {"items": [{"metadata": {"name": "p"}}]}
         elif "/boom" in self.path:
             status, payload = 500, {"kind": "Status", "code": 500}
+        elif "/refused" in self.path:
+            status, payload = (
+                422,
+                {
+                    "kind": "Status",
+                    "code": 422,
+                    "reason": "Invalid",
+                    "message": 'Service "9lives-backend" is invalid: metadata.name: Invalid value',
+                },
+            )
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -59,18 +75,23 @@ class FakeApi(BaseHTTPRequestHandler):
         return
 
 
+REQUEST_TIMEOUT = 0.5
+
+
 @pytest.fixture
 def api() -> Iterator[tuple[Kube, Seen]]:
     seen: Seen = []
-    handler = type("Handler", (FakeApi,), {"seen": seen})
+    release = threading.Event()
+    handler = type("Handler", (FakeApi,), {"seen": seen, "release": release})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     configuration = client.Configuration()
     configuration.host = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        yield Kube(client.ApiClient(configuration)), seen
+        yield Kube(client.ApiClient(configuration), timeout=REQUEST_TIMEOUT), seen
     finally:
+        release.set()
         server.shutdown()
         server.server_close()
 
@@ -136,6 +157,44 @@ def test_other_errors_raise(api: tuple[Kube, Seen]) -> None:
     with pytest.raises(client.ApiException) as caught:
         kube.get("Pod", "ns", "boom")
     assert caught.value.status == 500
+
+
+def test_a_refusal_carries_the_api_servers_message(api: tuple[Kube, Seen]) -> None:
+    kube, _ = api
+    with pytest.raises(client.ApiException) as caught:
+        kube.create({"kind": "Service", "metadata": {"name": "x", "namespace": "refused"}})
+    assert error_message(caught.value) == (
+        '422 Invalid: Service "9lives-backend" is invalid: metadata.name: Invalid value'
+    )
+    assert error_message(client.ApiException(status=503, reason="Service Unavailable")) == (
+        "503 Service Unavailable"
+    )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda kube: kube.get("ConfigMap", "ns", "hang"),
+        lambda kube: kube.patch("ConfigMap", "ns", "hang", {"data": {}}),
+        lambda kube: kube.create({"kind": "ConfigMap", "metadata": {"name": "x", "namespace": "hang"}}),
+        lambda kube: kube.list_objects("Pod", "hang"),
+        lambda kube: kube.patch_scaledapi_status("ns", "hang", {}),
+    ],
+    ids=["get", "patch", "create", "list", "status"],
+)
+def test_a_request_the_api_server_never_answers_times_out(api: tuple[Kube, Seen], call: Any) -> None:
+    kube, seen = api
+    started = time.monotonic()
+    with pytest.raises((urllib3.exceptions.HTTPError, OSError)):
+        call(kube)
+    elapsed = time.monotonic() - started
+    assert "hang" in seen[-1][1]
+    # One deadline per attempt; the connection pool retries an idempotent read up to three times.
+    assert REQUEST_TIMEOUT * 0.9 <= elapsed < REQUEST_TIMEOUT * 4 + 2.0
+
+
+def test_the_default_deadline() -> None:
+    assert Kube(client.ApiClient(client.Configuration())).timeout == REQUEST_TIMEOUT_SECONDS == 10.0
 
 
 def test_no_handler_needs_a_finalizer() -> None:
