@@ -18,7 +18,8 @@ from scaledapi_operator.endpoints import SERVICE_NAME_LABEL, ready_endpoints
 from scaledapi_operator.kube import HTTP_CONFLICT, Kube, error_message
 from scaledapi_operator.nginx_conf import Endpoint, config_hash, render_nginx_conf
 from scaledapi_operator.ownership import is_ours, ownership_conflict, with_other_owners
-from scaledapi_operator.spec import ScaledApiSpec, SpecError, parse_spec
+from scaledapi_operator.spec import ScaledApiSpec, parse_spec
+from scaledapi_operator.spec_errors import SpecError
 from scaledapi_operator.status import Observed, Problem, Transition, compute_status, invalid_spec_status
 from scaledapi_proxy.report import removal_patch, stale_keys
 
@@ -148,6 +149,17 @@ def status_url(owner: builders.Owner, spec: ScaledApiSpec) -> str:
     if spec.proxy.external_url:
         return spec.proxy.external_url
     return f"http://{proxy_name(owner)}.{owner.namespace}.svc:{spec.proxy.port}"
+
+
+def deprecations(spec: ScaledApiSpec, generation: int, previous: Mapping[str, Any]) -> list[Transition]:
+    """One Warning per new generation that still uses a deprecated field (not one per reconcile)."""
+    if spec.backend.greeting is None or previous.get("observedGeneration") == generation:
+        return []
+    message = (
+        "spec.backend.greeting is deprecated: it only sets env GREETING of the bundled backend; set"
+        " spec.backend.env: [{name: GREETING, value: ...}] instead and remove spec.backend.greeting"
+    )
+    return [Transition("Warning", "DeprecatedField", message)]
 
 
 def sweep_proxy_reports(
@@ -290,6 +302,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         problems=[Problem(item.reason, item.detail) for item in applied if item.action in (CONFLICT, FAILED)],
     )
     status, found = compute_status(observed, previous, now())
+    found += deprecations(spec, owner.generation, previous)
     written = _write_status(kube, body, status)
     for item in applied:
         if item.action not in (UNCHANGED, CONFLICT, FAILED, HELD):

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from scaledapi_operator.container_spec import ContainerSpec, parse_container
+from scaledapi_operator.spec_errors import SpecError
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
@@ -20,22 +23,16 @@ MAX_GREETING_LENGTH = 256
 MAX_URL_LENGTH = 2048
 
 
-class SpecError(ValueError):
-    """A spec the operator cannot act on; the message names the field."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"spec.{field}: {problem}")
-        self.field = f"spec.{field}"
-
-
 @dataclass(frozen=True)
 class BackendSpec:
     image: str
     image_pull_policy: str = "IfNotPresent"
     port: int = 5252
-    greeting: str = "Hello"
+    # Deprecated: an env value of the bundled backend, not a field every API has (env GREETING).
+    greeting: str | None = None
     termination_delay_seconds: int = 5
     graceful_shutdown_seconds: int = 20
+    container: ContainerSpec = field(default_factory=ContainerSpec)
 
 
 @dataclass(frozen=True)
@@ -89,6 +86,12 @@ def _str(section: Mapping[str, Any], prefix: str, field: str, default: str | Non
     return value
 
 
+def _optional_str(section: Mapping[str, Any], prefix: str, field: str, max_length: int) -> str | None:
+    if section.get(field) is None:
+        return None
+    return _str(section, prefix, field, None, max_length)
+
+
 def _image(section: Mapping[str, Any], prefix: str) -> str:
     image = _str(section, prefix, "image", None, MAX_IMAGE_LENGTH)
     if not _NO_WHITESPACE.match(image):
@@ -114,9 +117,10 @@ def _parse_backend(body: Mapping[str, Any]) -> BackendSpec:
         image=_image(section, p),
         image_pull_policy=_choice(section, p, "imagePullPolicy", "IfNotPresent", PULL_POLICIES),
         port=_int(section, p, "port", 5252, 1, 65535),
-        greeting=_str(section, p, "greeting", "Hello", MAX_GREETING_LENGTH),
+        greeting=_optional_str(section, p, "greeting", MAX_GREETING_LENGTH),
         termination_delay_seconds=_int(section, p, "terminationDelaySeconds", 5, 0, 60),
         graceful_shutdown_seconds=_int(section, p, "gracefulShutdownSeconds", 20, 1, 300),
+        container=parse_container(section, p),
     )
 
 

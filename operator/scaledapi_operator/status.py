@@ -137,8 +137,30 @@ def pod_problems(pods: Sequence[Mapping[str, Any]], what: str) -> list[Problem]:
                 pod_name = (pod.get("metadata") or {}).get("name", "?")
                 detail = waiting.get("message") or ""
                 message = f"{what} pod {pod_name} container {container.get('name', '?')}: {reason}"
-                found.append(Problem(str(reason), f"{message}: {detail}" if detail else message))
+                message = f"{message}: {detail}" if detail else message
+                last = ((container.get("lastState") or {}).get("terminated")) or {}
+                if last.get("exitCode") is not None:
+                    how = f", {last['reason']}" if last.get("reason") else ""
+                    message += f" (last exit code {last['exitCode']}{how})"
+                hint = security_hint(reason, detail) if what == "backend" else ""
+                found.append(Problem(str(reason), f"{message}. {hint}" if hint else message))
     return found
+
+
+def security_hint(reason: str, detail: str) -> str:
+    """What to change when a user's image cannot start under the backend's default security context."""
+    if reason == "CreateContainerConfigError" and ("runAsNonRoot" in detail or "non-root" in detail):
+        return (
+            "The image runs as root: give spec.backend.securityContext.runAsUser a non-zero uid, or"
+            " allow root with runAsUser: 0 and runAsNonRoot: false (not Pod Security restricted)"
+        )
+    if reason == "CrashLoopBackOff":
+        return (
+            "An image that writes outside /tmp or needs its own user fails under the defaults (a"
+            " read-only root filesystem, uid 10001): see spec.backend.securityContext"
+            " (readOnlyRootFilesystem, runAsUser)"
+        )
+    return ""
 
 
 def deadline_problems(deployment: Mapping[str, Any] | None, what: str) -> list[Problem]:

@@ -97,6 +97,7 @@ def wait_serving(
     timeout: float = 180.0,
     image: str | None = None,
     no_terminating: bool = False,
+    api: traffic.Api = traffic.BUNDLED,
 ) -> list[kube.PodState]:
     """Wait until ``replicas`` backend pods (of ``image``, if given) are Ready and HTTP through ``port``
     is answered by exactly those pods; return them. ``no_terminating``: also wait for old pods to be gone.
@@ -111,7 +112,7 @@ def wait_serving(
             return None
         if no_terminating and len(all_pods) != len(active):
             return None
-        if replicas and not traffic.serves_exactly(port, [p.name for p in active]):
+        if replicas and not traffic.serves_exactly(port, [p.name for p in active], api=api):
             return None
         return active
 

@@ -99,6 +99,45 @@ WRITTEN: list[Case] = [
     Case("next-upstream-tries-over-max", (*P, "nextUpstreamTries"), 11),
     Case("upstream-timeout-0", (*P, "upstreamTimeoutSeconds"), 0),
     Case("upstream-timeout-over-max", (*P, "upstreamTimeoutSeconds"), 301),
+    # The container fields of a user's own API image: CEL on env items, envFrom items, resources, and
+    # the security context (root only when asked for twice).
+    Case(
+        "env-value-and-value-from",
+        (*B, "env"),
+        [{"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        expect=("spec.backend.env[0]", "exactly one of value and valueFrom"),
+    ),
+    Case("env-bad-name", (*B, "env"), [{"name": "1A", "value": "x"}], expect=("spec.backend.env[0].name",)),
+    Case(
+        "env-from-both",
+        (*B, "envFrom"),
+        [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}],
+        expect=("spec.backend.envFrom[0]", "exactly one of configMapRef and secretRef"),
+    ),
+    Case(
+        "requests-unknown-resource",
+        (*B, "resources"),
+        {"requests": {"gpu": "1"}},
+        expect=("spec.backend.resources.requests", "cpu, memory and ephemeral-storage"),
+    ),
+    Case(
+        "limits-unknown-resource",
+        (*B, "resources"),
+        {"limits": {"gpu": "1"}},
+        expect=("spec.backend.resources.limits", "cpu, memory and ephemeral-storage"),
+    ),
+    Case(
+        "limits-bad-quantity",
+        (*B, "resources"),
+        {"limits": {"memory": "lots"}},
+        expect=("spec.backend.resources.limits.memory",),
+    ),
+    Case(
+        "root-without-run-as-non-root-false",
+        (*B, "securityContext"),
+        {"runAsUser": 0},
+        expect=("spec.backend.securityContext.runAsUser", "runAsNonRoot: false"),
+    ),
     # CEL on the object: children are NAME-backend, NAME-proxy-status etc. and Services need DNS-1035
     # labels, so the name has at most 50 characters, a lowercase letter first, no dot.
     Case("name-too-long", ("metadata", "name"), "n" * 51, expect=("metadata.name", "50")),
@@ -112,6 +151,11 @@ WRITTEN: list[Case] = [
 CEL_CASES = {
     "<root>": ("name-too-long", "name-with-dot", "name-leading-digit"),
     "spec.proxy": ("node-port-with-cluster-ip",),
+    "spec.backend.env[]": ("env-value-and-value-from",),
+    "spec.backend.envFrom[]": ("env-from-both",),
+    "spec.backend.resources.requests": ("requests-unknown-resource",),
+    "spec.backend.resources.limits": ("limits-unknown-resource",),
+    "spec.backend.securityContext": ("root-without-run-as-non-root-false",),
 }
 
 
@@ -180,12 +224,21 @@ def _schema_cases(schema: dict[str, Any] | None) -> list[Case]:
     return cases
 
 
+def _walk_with_items(schema: dict[str, Any], where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every node, list items too ("spec.backend.env[]"), for the CEL rules anywhere in the schema."""
+    yield where, schema
+    for key, sub in (schema.get("properties") or {}).items():
+        yield from _walk_with_items(sub, f"{where}.{key}" if where else key)
+    if isinstance(schema.get("items"), dict):
+        yield from _walk_with_items(schema["items"], f"{where}[]")
+
+
 def _cel_rules(schema: dict[str, Any] | None) -> list[tuple[str, str]]:
     if schema is None:
         return []
     return [
-        (".".join(path) or "<root>", rule["rule"])
-        for path, node in _walk(schema, ())
+        (where or "<root>", rule["rule"])
+        for where, node in _walk_with_items(schema, "")
         for rule in node.get("x-kubernetes-validations", [])
     ]
 

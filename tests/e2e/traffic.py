@@ -39,11 +39,23 @@ class Answer:
         return self.error is None
 
 
-def hello(port: int = DEFAULT_PORT, timeout: float = REQUEST_TIMEOUT) -> Answer:
-    """One GET /api/hello; a failure is a non-200, a body without ``instance``, or an exception."""
+@dataclass(frozen=True)
+class Api:
+    """Where an API is asked and which JSON key of its answer names the copy that answered: the bundled
+    backend's /api/hello says ``instance``; a user's own API may say it otherwise (``hostname``)."""
+
+    path: str = "/api/hello"
+    instance_key: str = "instance"
+
+
+BUNDLED = Api()
+
+
+def hello(port: int = DEFAULT_PORT, timeout: float = REQUEST_TIMEOUT, api: Api = BUNDLED) -> Answer:
+    """One GET of ``api.path``; a failure is a non-200, a body without the instance key, or an exception."""
     sent = time.monotonic()
     try:
-        response = requests.get(url(port), timeout=timeout, headers={"Connection": "close"})
+        response = requests.get(url(port, api.path), timeout=timeout, headers={"Connection": "close"})
     except requests.RequestException as exc:
         return Answer(sent, time.monotonic(), None, None, f"{type(exc).__name__}: {exc}")
     received = time.monotonic()
@@ -53,34 +65,34 @@ def hello(port: int = DEFAULT_PORT, timeout: float = REQUEST_TIMEOUT) -> Answer:
         body: Any = response.json()
     except ValueError:
         return Answer(sent, received, 200, None, f"not JSON: {response.text[:200]!r}")
-    instance = body.get("instance") if isinstance(body, dict) else None
+    instance = body.get(api.instance_key) if isinstance(body, dict) else None
     if not isinstance(instance, str) or not instance:
-        return Answer(sent, received, 200, None, f"no instance in {body!r}")
+        return Answer(sent, received, 200, None, f"no {api.instance_key} in {body!r}")
     return Answer(sent, received, 200, instance, None)
 
 
-def instances(port: int, count: int) -> list[str]:
+def instances(port: int, count: int, api: Api = BUNDLED) -> list[str]:
     """``count`` sequential requests; the answering pods in order. Raises AssertionError on a failure."""
     result = []
     for _ in range(count):
-        answer = hello(port)
+        answer = hello(port, api=api)
         if answer.instance is None:
             raise AssertionError(f"request to {url(port)} failed: {answer.error}")
         result.append(answer.instance)
     return result
 
 
-def serves_exactly(port: int, expected: Iterable[str], rounds: int = 2) -> bool:
+def serves_exactly(port: int, expected: Iterable[str], rounds: int = 2, api: Api = BUNDLED) -> bool:
     """True when ``rounds`` round-robin cycles (+1 request) are answered by exactly the expected pods."""
     wanted = set(expected)
     if not wanted:
         return False
-    seen = instances(port, rounds * len(wanted) + 1)
+    seen = instances(port, rounds * len(wanted) + 1, api)
     return set(seen) == wanted
 
 
 class Load:
-    """Background clients sending GET /api/hello at a paced rate until stopped or a bound is hit.
+    """Background clients sending GET requests to ``api`` at a paced rate until stopped or a bound is hit.
 
     ``workers`` threads each send sequentially at ``rate / workers`` requests per second. Bounded by
     ``max_seconds`` and ``max_requests`` so that a forgotten stop cannot run forever.
@@ -94,8 +106,10 @@ class Load:
         timeout: float = REQUEST_TIMEOUT,
         max_seconds: float = 600.0,
         max_requests: int = 100_000,
+        api: Api = BUNDLED,
     ) -> None:
         self.port = port
+        self.api = api
         self.rate = rate
         self.workers = workers
         self.timeout = timeout
@@ -143,7 +157,7 @@ class Load:
                 continue
             # Catch up after a slow answer, but by at most a second's worth of requests.
             next_at = max(next_at + interval, now - 1.0)
-            answer = hello(self.port, self.timeout)
+            answer = hello(self.port, self.timeout, self.api)
             with self._lock:
                 self.answers.append(answer)
         with self._lock:

@@ -135,9 +135,76 @@ def test_backend_env() -> None:
     assert env(builders.backend_deployment(OWNER, spec)) == {
         "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
         "PORT": "6000",
-        "GREETING": "Hi",
         "GRACEFUL_TIMEOUT": "17",
+        "GREETING": "Hi",
     }
+
+
+def test_users_env_comes_after_ours_and_replaces_a_name_we_set() -> None:
+    user_env = [
+        {"name": "PORT", "value": "9000"},
+        {"name": "URL", "value": "http://0.0.0.0:$(PORT)"},
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
+    ]
+    spec = make_spec(backend={"image": "b", "env": user_env, "envFrom": [{"configMapRef": {"name": "cfg"}}]})
+    c = container(builders.backend_deployment(OWNER, spec))
+    assert [item["name"] for item in c["env"]] == ["POD_NAME", "GRACEFUL_TIMEOUT", "PORT", "URL", "TOKEN"]
+    assert c["env"][2:] == user_env
+    assert c["envFrom"] == [{"configMapRef": {"name": "cfg"}}]
+
+
+def test_command_args_and_working_dir_only_when_given() -> None:
+    spec = make_spec(
+        backend={"image": "b", "command": ["python3"], "args": ["server.py", "-v"], "workingDir": "/app"}
+    )
+    c = container(builders.backend_deployment(OWNER, spec))
+    assert (c["command"], c["args"], c["workingDir"]) == (["python3"], ["server.py", "-v"], "/app")
+    plain = container(builders.backend_deployment(OWNER, make_spec()))
+    assert not {"command", "args", "workingDir", "envFrom"} & set(plain)
+
+
+def test_tcp_readiness_and_liveness_follows_it_unless_off() -> None:
+    spec = make_spec(backend={"image": "b", "readiness": {"type": "TCP", "initialDelaySeconds": 3}})
+    c = container(builders.backend_deployment(OWNER, spec))
+    assert c["readinessProbe"]["tcpSocket"] == {"port": "http"}
+    assert c["readinessProbe"]["initialDelaySeconds"] == 3
+    assert c["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    assert "httpGet" not in c["livenessProbe"]
+    off = make_spec(backend={"image": "b", "readiness": {"type": "TCP"}, "liveness": {"type": "None"}})
+    assert "livenessProbe" not in container(builders.backend_deployment(OWNER, off))
+
+
+def test_resources_default_and_given() -> None:
+    default = container(builders.backend_deployment(OWNER, make_spec()))
+    assert default["resources"] == {
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"memory": "256Mi"},
+    }
+    given = make_spec(backend={"image": "b", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}})
+    assert container(builders.backend_deployment(OWNER, given))["resources"] == {
+        "limits": {"cpu": "1", "memory": "1Gi"}
+    }
+
+
+def test_security_context_from_the_spec() -> None:
+    spec = make_spec(
+        backend={
+            "image": "b",
+            "securityContext": {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False}
+            | {"readOnlyRootFilesystem": False},
+        }
+    )
+    deployment = builders.backend_deployment(OWNER, spec)
+    pod = deployment["spec"]["template"]["spec"]["securityContext"]
+    assert (pod["runAsUser"], pod["runAsGroup"], pod["runAsNonRoot"]) == (0, 0, False)
+    c = container(deployment)["securityContext"]
+    assert (c["runAsUser"], c["runAsNonRoot"], c["readOnlyRootFilesystem"]) == (0, False, False)
+    assert c["capabilities"] == {"drop": ["ALL"]} and c["allowPrivilegeEscalation"] is False
+
+
+def test_no_pre_stop_hook_without_a_delay() -> None:
+    spec = make_spec(backend={"image": "b", "terminationDelaySeconds": 0})
+    assert "lifecycle" not in container(builders.backend_deployment(OWNER, spec))
 
 
 def test_backend_probes_and_graceful_termination() -> None:
@@ -147,8 +214,10 @@ def test_backend_probes_and_graceful_termination() -> None:
     deployment = builders.backend_deployment(OWNER, spec)
     c = container(deployment)
     for probe in ("readinessProbe", "livenessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/healthz", "port": 6000}
-    assert c["lifecycle"] == {"preStop": {"exec": {"command": ["/bin/sleep", "7"]}}}
+        # The named port: a probe follows a change of spec.backend.port.
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http", "scheme": "HTTP"}
+    # The kubelet's own sleep: no binary needed in the image.
+    assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": 7}}}
     # delay + graceful + margin, so that SIGKILL never cuts a draining gunicorn short.
     assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 7 + 11 + 5
 

@@ -249,6 +249,10 @@ def test_defaults_agree_with_the_parser(version: dict[str, Any]) -> None:
 
     minimal = {"backend": {"image": "b"}, "proxy": {"image": "n"}}
     assert parse_spec(defaulted(schema(version, "spec"), minimal)) == parse_spec(minimal)
+    # Sections given empty get the same defaults from the API server as from the parser.
+    sections: dict[str, dict[str, Any]] = {"readiness": {}, "liveness": {}, "securityContext": {}}
+    empty = {"backend": {"image": "b", **sections}, "proxy": {"image": "n"}}
+    assert parse_spec(defaulted(schema(version, "spec"), empty)) == parse_spec(minimal)
 
 
 def test_status_schema_holds_everything_the_operator_writes(version: dict[str, Any]) -> None:

@@ -201,7 +201,6 @@ def test_drift_is_repaired() -> None:
     assert [e["name"] for e in repaired["spec"]["template"]["spec"]["containers"][0]["env"]] == [
         "POD_NAME",
         "PORT",
-        "GREETING",
         "GRACEFUL_TIMEOUT",
     ]
     assert repaired["spec"]["revisionHistoryLimit"] == 10  # server defaults survive the merge patch
@@ -647,3 +646,19 @@ def test_fields_added_by_hand_are_removed_and_server_defaults_kept() -> None:
     kube.writes.clear()
     reconcile(kube, scaledapi(status=outcome.status), now=lambda: NOW)
     assert [w for w in kube.writes if w[0] == "patch"] == []
+
+
+def test_deprecated_greeting_warns_once_per_generation_and_still_sets_the_env() -> None:
+    kube = FakeKube()
+    body = scaledapi()
+    body["spec"]["backend"]["greeting"] = "Hi"
+    first = reconcile(kube, body, now=lambda: NOW)
+    warnings = [t for t in first.transitions if t.reason == "DeprecatedField"]
+    assert len(warnings) == 1 and "spec.backend.env" in warnings[0].message
+    env = kube.objects[("Deployment", "demo", "hello-backend")]["spec"]["template"]["spec"]["containers"][0][
+        "env"
+    ]
+    assert {"name": "GREETING", "value": "Hi"} in env
+    body["status"] = first.status
+    again = reconcile(kube, body, now=lambda: NOW)
+    assert [t for t in again.transitions if t.reason == "DeprecatedField"] == []

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from scaledapi_operator.spec import BackendSpec, ProxySpec, ScaledApiSpec, SpecError, parse_spec
+from scaledapi_operator.container_spec import HTTP, TCP, Check, SecuritySpec
+from scaledapi_operator.spec import BackendSpec, ProxySpec, ScaledApiSpec, parse_spec
+from scaledapi_operator.spec_errors import SpecError
 
 
 def minimal() -> dict[str, Any]:
@@ -21,7 +23,7 @@ def test_defaults_match_the_crd() -> None:
             image="scaledapi/backend:dev",
             image_pull_policy="IfNotPresent",
             port=5252,
-            greeting="Hello",
+            greeting=None,
             termination_delay_seconds=5,
             graceful_shutdown_seconds=20,
         ),
@@ -102,6 +104,27 @@ def test_zero_replicas_is_allowed() -> None:
         (("backend", "terminationDelaySeconds"), -1, "spec.backend.terminationDelaySeconds"),
         (("backend", "gracefulShutdownSeconds"), 0, "spec.backend.gracefulShutdownSeconds"),
         (("backend", "gracefulShutdownSeconds"), 301, "spec.backend.gracefulShutdownSeconds"),
+        (("backend", "command"), "python3 server.py", "spec.backend.command"),
+        (("backend", "args"), ["ok", 5], "spec.backend.args[1]"),
+        (("backend", "workingDir"), "app", "spec.backend.workingDir"),
+        (("backend", "env"), [{"name": "1A", "value": "x"}], "spec.backend.env[0].name"),
+        (("backend", "env"), [{"name": "A"}], "spec.backend.env[0]"),
+        (("backend", "env"), [{"name": "A", "value": 5}], "spec.backend.env[0].value"),
+        (("backend", "envFrom"), [{"prefix": "X_"}], "spec.backend.envFrom[0]"),
+        (("backend", "readiness"), {"type": "GRPC"}, "spec.backend.readiness.type"),
+        (("backend", "readiness"), {"path": "healthz"}, "spec.backend.readiness.path"),
+        (("backend", "readiness"), {"periodSeconds": 0}, "spec.backend.readiness.periodSeconds"),
+        (("backend", "liveness"), {"type": "Off"}, "spec.backend.liveness.type"),
+        (("backend", "liveness"), {"failureThreshold": 31}, "spec.backend.liveness.failureThreshold"),
+        (("backend", "resources"), {"limits": {"gpu": "1"}}, "spec.backend.resources.limits.gpu"),
+        (("backend", "resources"), {"requests": {"cpu": "lots"}}, "spec.backend.resources.requests.cpu"),
+        (("backend", "securityContext"), {"runAsUser": 0}, "spec.backend.securityContext.runAsUser"),
+        (("backend", "securityContext"), {"runAsUser": -1}, "spec.backend.securityContext.runAsUser"),
+        (
+            ("backend", "securityContext"),
+            {"readOnlyRootFilesystem": "no"},
+            "spec.backend.securityContext.readOnlyRootFilesystem",
+        ),
         (("proxy", "image"), "a b", "spec.proxy.image"),
         (("proxy", "imagePullPolicy"), "always", "spec.proxy.imagePullPolicy"),
         (("proxy", "replicas"), 0, "spec.proxy.replicas"),
@@ -164,3 +187,38 @@ def test_node_port_needs_node_port_or_load_balancer() -> None:
         parse_spec(body)
     body["proxy"]["serviceType"] = "LoadBalancer"
     assert parse_spec(body).proxy.node_port == 30080
+
+
+def test_a_users_api_image_fields() -> None:
+    backend = {
+        "image": "course/back-end:1.0",
+        "port": 5000,
+        "command": ["python3"],
+        "args": ["server.py"],
+        "workingDir": "/app",
+        "env": [{"name": "MODE", "value": "prod"}],
+        "envFrom": [{"secretRef": {"name": "api"}}],
+        "readiness": {"type": "TCP", "initialDelaySeconds": 1},
+        "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}},
+        "securityContext": {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False},
+    }
+    shape = parse_spec({**minimal(), "backend": backend}).backend.container
+    assert (shape.command, shape.args, shape.working_dir) == (("python3",), ("server.py",), "/app")
+    assert shape.env == ({"name": "MODE", "value": "prod"},)
+    assert shape.env_from == ({"secretRef": {"name": "api"}},)
+    assert shape.readiness == Check(
+        TCP, "/healthz", initial_delay_seconds=1, period_seconds=2, failure_threshold=2
+    )
+    # Liveness follows readiness's kind unless given: a TCP-only API is not killed by an HTTP check.
+    assert shape.liveness == Check(TCP, "/healthz", period_seconds=10, failure_threshold=3)
+    assert shape.resources == {"limits": {"cpu": "500m", "memory": "128Mi"}}
+    assert shape.security == SecuritySpec(0, 0, run_as_non_root=False, read_only_root_filesystem=True)
+
+
+def test_container_defaults_are_todays_bundled_backend() -> None:
+    shape = parse_spec(minimal()).backend.container
+    assert shape.readiness == Check(HTTP, "/healthz", period_seconds=2, failure_threshold=2)
+    assert shape.liveness == Check(HTTP, "/healthz", period_seconds=10, failure_threshold=3)
+    assert shape.resources == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+    assert shape.security == SecuritySpec(10001, 10001, run_as_non_root=True, read_only_root_filesystem=True)
+    assert shape.command is None and shape.args is None and shape.env == ()

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from scaledapi_operator.spec import parse_spec
-from scaledapi_operator.status import Observed, Problem, compute_status, invalid_spec_status
+from scaledapi_operator.status import Observed, Problem, compute_status, invalid_spec_status, pod_problems
 
 SPEC = parse_spec({"replicas": 2, "backend": {"image": "b"}, "proxy": {"image": "n", "replicas": 1}})
 HASH = "0123456789abcdef"
@@ -258,3 +258,31 @@ def test_invalid_spec_status() -> None:
     assert status["selector"] == "sel"
     assert status["observedGeneration"] == 5
     assert [(t.type, t.reason) for t in transitions] == [("Warning", "InvalidSpec")]
+
+
+def test_a_users_image_that_cannot_start_gets_a_hint_naming_the_fields() -> None:
+    pod = {
+        "metadata": {"name": "api-1"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "backend",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}},
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+                }
+            ]
+        },
+    }
+    (problem,) = pod_problems([pod], "backend")
+    assert problem.reason == "CrashLoopBackOff"
+    assert "(last exit code 1, Error)" in problem.message
+    assert "spec.backend.securityContext" in problem.message and "readOnlyRootFilesystem" in problem.message
+    root = {
+        "reason": "CreateContainerConfigError",
+        "message": "container has runAsNonRoot and image will run as root",
+    }
+    pod["status"]["containerStatuses"][0]["state"]["waiting"] = root  # type: ignore[index]
+    (problem,) = pod_problems([pod], "backend")
+    assert "runAsUser" in problem.message and "runAsNonRoot: false" in problem.message
+    (nginx,) = pod_problems([pod], "nginx")
+    assert "spec.backend" not in nginx.message  # the hint is about the user's API only

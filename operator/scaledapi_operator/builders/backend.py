@@ -6,21 +6,19 @@ from typing import Any
 
 from scaledapi_operator.builders.common import (
     BACKEND,
+    RESTRICTED_CONTAINER,
     Owner,
     backend_name,
-    container_security_context,
     deployment,
     field_env,
-    http_probe,
     metadata,
-    pod_security_context,
     selector_labels,
 )
+from scaledapi_operator.container_spec import HTTP, NO_CHECK, Check
 from scaledapi_operator.endpoints import BACKEND_PORT_NAME
-from scaledapi_operator.spec import ScaledApiSpec
+from scaledapi_operator.spec import BackendSpec, ScaledApiSpec
 
-BACKEND_USER = 10001
-# Slack between the end of gunicorn's graceful shutdown and SIGKILL.
+# Slack between the end of the API's graceful shutdown and SIGKILL.
 TERMINATION_MARGIN_SECONDS = 5
 
 
@@ -29,35 +27,93 @@ def termination_grace_period(spec: ScaledApiSpec) -> int:
     return backend.termination_delay_seconds + backend.graceful_shutdown_seconds + TERMINATION_MARGIN_SECONDS
 
 
-def backend_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
-    backend = spec.backend
+def backend_env(backend: BackendSpec) -> list[dict[str, Any]]:
+    """What every backend gets (its pod name, its port, its shutdown budget), then the user's env.
+
+    Ours come first so that the user's values can refer to them as $(PORT); a name the user sets
+    replaces ours. GREETING comes from the deprecated spec.backend.greeting, when set.
+    """
+    ours = [
+        field_env("POD_NAME", "metadata.name"),
+        {"name": "PORT", "value": str(backend.port)},
+        {"name": "GRACEFUL_TIMEOUT", "value": str(backend.graceful_shutdown_seconds)},
+    ]
+    if backend.greeting is not None:
+        ours.append({"name": "GREETING", "value": backend.greeting})
+    users = [dict(item) for item in backend.container.env]
+    taken = {item["name"] for item in users}
+    return [item for item in ours if item["name"] not in taken] + users
+
+
+def check_probe(check: Check) -> dict[str, Any]:
+    """A probe on the named container port, so that it follows a change of spec.backend.port."""
+    action: dict[str, Any]
+    if check.type == HTTP:
+        action = {"httpGet": {"path": check.path, "port": BACKEND_PORT_NAME, "scheme": "HTTP"}}
+    else:
+        action = {"tcpSocket": {"port": BACKEND_PORT_NAME}}
+    return {
+        **action,
+        "initialDelaySeconds": check.initial_delay_seconds,
+        "periodSeconds": check.period_seconds,
+        "timeoutSeconds": 1,
+        "successThreshold": 1,
+        "failureThreshold": check.failure_threshold,
+    }
+
+
+def backend_container(backend: BackendSpec) -> dict[str, Any]:
+    shape = backend.container
+    security = shape.security
     container: dict[str, Any] = {
         "name": "backend",
         "image": backend.image,
         "imagePullPolicy": backend.image_pull_policy,
-        # No command: the image's default entrypoint starts gunicorn.
         "ports": [{"name": BACKEND_PORT_NAME, "containerPort": backend.port, "protocol": "TCP"}],
-        "env": [
-            field_env("POD_NAME", "metadata.name"),
-            {"name": "PORT", "value": str(backend.port)},
-            {"name": "GREETING", "value": backend.greeting},
-            {"name": "GRACEFUL_TIMEOUT", "value": str(backend.graceful_shutdown_seconds)},
-        ],
-        "readinessProbe": http_probe(backend.port, period_seconds=2, failure_threshold=2),
-        "livenessProbe": http_probe(backend.port, period_seconds=10, failure_threshold=3),
-        # Keep serving while nginx drops this address from its upstream, then let gunicorn drain.
-        "lifecycle": {
-            "preStop": {"exec": {"command": ["/bin/sleep", str(backend.termination_delay_seconds)]}},
+        "env": backend_env(backend),
+        "readinessProbe": check_probe(shape.readiness),
+        "resources": {group: dict(amounts) for group, amounts in shape.resources.items()},
+        "securityContext": {
+            **RESTRICTED_CONTAINER,
+            "runAsNonRoot": security.run_as_non_root,
+            "readOnlyRootFilesystem": security.read_only_root_filesystem,
+            "runAsUser": security.run_as_user,
+            "runAsGroup": security.run_as_group,
         },
-        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-        "securityContext": container_security_context(BACKEND_USER),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
     }
+    # Unset: the image's own ENTRYPOINT, CMD and WORKDIR.
+    optional = {"command": shape.command, "args": shape.args, "workingDir": shape.working_dir}
+    container.update(
+        {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in optional.items()
+            if value is not None
+        }
+    )
+    if shape.env_from:
+        container["envFrom"] = [dict(item) for item in shape.env_from]
+    if shape.liveness.type != NO_CHECK:
+        container["livenessProbe"] = check_probe(shape.liveness)
+    if backend.termination_delay_seconds > 0:
+        # Keep serving while nginx drops this address from its upstream, then let the API drain. The
+        # kubelet sleeps itself: the image needs no sleep binary.
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": backend.termination_delay_seconds}}}
+    return container
+
+
+def backend_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
+    security = spec.backend.container.security
     pod_spec = {
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": termination_grace_period(spec),
-        "securityContext": pod_security_context(BACKEND_USER),
-        "containers": [container],
+        "securityContext": {
+            "runAsNonRoot": security.run_as_non_root,
+            "runAsUser": security.run_as_user,
+            "runAsGroup": security.run_as_group,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [backend_container(spec.backend)],
     }
     return deployment(owner, backend_name(owner), BACKEND, spec.replicas, pod_spec)
 
