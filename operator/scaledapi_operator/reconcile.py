@@ -273,11 +273,16 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         held(proxy_deployment, blockers) if blockers else apply_child(kube, owner, proxy_deployment),
         apply_child(kube, owner, builders.proxy_service(owner, spec)),
     ]
-    pdb = builders.backend_pdb(owner, spec)
-    if pdb is not None:
-        applied.append(apply_child(kube, owner, pdb))
-    else:
-        applied.append(remove(kube, owner, "PodDisruptionBudget", backend_name(owner)))
+    # A budget only while there is more than one copy to keep; a budget of ours that is no longer
+    # wanted is removed.
+    for budget, name in (
+        (builders.backend_pdb(owner, spec), backend_name(owner)),
+        (builders.proxy_pdb(owner, spec), proxy_name(owner)),
+    ):
+        if budget is not None:
+            applied.append(apply_child(kube, owner, budget))
+        else:
+            applied.append(remove(kube, owner, "PodDisruptionBudget", name))
 
     # Only what is ours tells the status anything (a foreign Deployment's replicas are not ours).
     by_key = {

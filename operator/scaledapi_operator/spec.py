@@ -47,6 +47,7 @@ class ProxySpec:
     worker_processes: int = 1
     next_upstream_tries: int = 3
     upstream_timeout_seconds: int = 30
+    termination_delay_seconds: int = 5
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ def _parse_proxy(body: Mapping[str, Any]) -> ProxySpec:
         worker_processes=_int(section, p, "workerProcesses", 1, 1, 8),
         next_upstream_tries=_int(section, p, "nextUpstreamTries", 3, 1, 10),
         upstream_timeout_seconds=_int(section, p, "upstreamTimeoutSeconds", 30, 1, 300),
+        termination_delay_seconds=_int(section, p, "terminationDelaySeconds", 5, 0, 60),
     )
 
 

@@ -314,6 +314,41 @@ def test_proxy_deployment() -> None:
     }
 
 
+def test_a_stopping_proxy_keeps_serving_until_kube_proxy_dropped_it_then_drains() -> None:
+    deployment = builders.proxy_deployment(OWNER, make_spec())
+    assert container(deployment)["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    # preStop delay + the longest proxied request (upstreamTimeoutSeconds) + a margin.
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 5 + 30 + 5
+    spec = make_spec(proxy={"image": "n", "terminationDelaySeconds": 0, "upstreamTimeoutSeconds": 10})
+    quick = builders.proxy_deployment(OWNER, spec)
+    assert "lifecycle" not in container(quick)
+    assert quick["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 15
+
+
+@pytest.mark.parametrize("component", ["backend", "proxy"])
+def test_copies_spread_over_nodes_but_one_node_still_runs_them(component: str) -> None:
+    build = builders.backend_deployment if component == "backend" else builders.proxy_deployment
+    pod = build(OWNER, make_spec())["spec"]["template"]["spec"]
+    assert pod["topologySpreadConstraints"] == [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {**SELECTOR_BACKEND, "app.kubernetes.io/component": component}},
+        }
+    ]
+
+
+@pytest.mark.parametrize(("replicas", "wanted"), [(1, False), (2, True), (10, True)])
+def test_proxy_pdb_only_with_more_than_one_proxy(replicas: int, wanted: bool) -> None:
+    pdb = builders.proxy_pdb(OWNER, make_spec(proxy={"image": "n", "replicas": replicas}))
+    assert (pdb is not None) == wanted
+    if pdb is not None:
+        assert pdb["metadata"]["name"] == "hello-proxy"
+        selector = {**SELECTOR_BACKEND, "app.kubernetes.io/component": "proxy"}
+        assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+
+
 def test_proxy_service_node_port() -> None:
     service = builders.proxy_service(OWNER, make_spec())
     assert service["spec"]["type"] == "NodePort"

@@ -166,11 +166,29 @@ def scaledapi(replicas: int = 2, status: dict[str, Any] | None = None, name: str
 def test_first_reconcile_creates_every_child() -> None:
     kube = FakeKube()
     outcome = reconcile(kube, scaledapi(), now=lambda: NOW)
-    assert {a.action for a in outcome.applied} == {CREATED}
-    assert len(outcome.applied) == 10
+    created = [a for a in outcome.applied if a.action == CREATED]
+    assert len(created) == 10
+    # One proxy copy: no budget for it, and nothing to remove.
+    assert [(a.action, a.kind, a.name) for a in outcome.applied if a.action != CREATED] == [
+        (UNCHANGED, "PodDisruptionBudget", "hello-proxy")
+    ]
     assert ("PodDisruptionBudget", "demo", "hello-backend") in kube.objects
+    assert ("PodDisruptionBudget", "demo", "hello-proxy") not in kube.objects
     assert outcome.status_written
     assert ("Normal", "Created") in [(t.type, t.reason) for t in outcome.transitions]
+
+
+def test_a_second_proxy_copy_gets_a_budget_and_loses_it_again() -> None:
+    kube = FakeKube()
+    two_proxies = scaledapi()
+    two_proxies["spec"]["proxy"]["replicas"] = 2
+    reconcile(kube, two_proxies, now=lambda: NOW)
+    budget = kube.objects[("PodDisruptionBudget", "demo", "hello-proxy")]
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "proxy"
+    reconcile(kube, scaledapi(), now=lambda: NOW)
+    assert ("PodDisruptionBudget", "demo", "hello-proxy") not in kube.objects
+    assert ("PodDisruptionBudget", "demo", "hello-backend") in kube.objects
 
 
 def test_second_reconcile_writes_nothing() -> None:
@@ -268,6 +286,7 @@ def test_an_object_owned_by_no_one_is_never_touched_and_degrades() -> None:
     assert actions.pop(("ConfigMap", "hello-proxy")) == CONFLICT
     # The nginx pods would read it: their Deployment waits; every other child is still made.
     assert actions.pop(("Deployment", "hello-proxy")) == HELD
+    assert actions.pop(("PodDisruptionBudget", "hello-proxy")) == UNCHANGED  # one proxy copy: none
     assert set(actions.values()) == {CREATED}
     assert kube.objects[("ConfigMap", "demo", "hello-proxy")] == before  # no owner reference, no data
     assert not [w for w in kube.writes if w[1:] == ("ConfigMap", "hello-proxy")]
@@ -411,6 +430,7 @@ def test_a_refused_child_degrades_with_the_servers_message_and_the_rest_is_recon
     outcome = reconcile(kube, scaledapi(), now=lambda: NOW)
     assert [(a.kind, a.name) for a in outcome.failed] == [("Service", "hello-proxy")]
     others = {(a.kind, a.name): a.action for a in outcome.applied if a.action != FAILED}
+    assert others.pop(("PodDisruptionBudget", "hello-proxy")) == UNCHANGED  # one proxy copy: none
     assert len(others) == 9 and set(others.values()) == {CREATED}
     assert outcome.status_written
     degraded = degraded_of(outcome.status)

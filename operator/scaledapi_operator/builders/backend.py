@@ -10,6 +10,7 @@ from scaledapi_operator.builders.common import (
     Owner,
     backend_name,
     deployment,
+    disruption_budget,
     field_env,
     metadata,
     selector_labels,
@@ -135,15 +136,4 @@ def backend_service(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
 
 
 def backend_pdb(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any] | None:
-    """At most one backend pod voluntarily disrupted at a time; none when there is nothing to keep."""
-    if spec.replicas <= 1:
-        return None
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": metadata(owner, backend_name(owner), BACKEND),
-        "spec": {
-            "maxUnavailable": 1,
-            "selector": {"matchLabels": selector_labels(owner, BACKEND)},
-        },
-    }
+    return disruption_budget(owner, backend_name(owner), BACKEND, spec.replicas)

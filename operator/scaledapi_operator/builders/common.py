@@ -115,8 +115,8 @@ def http_probe(port: int, period_seconds: int, failure_threshold: int) -> dict[s
 def deployment(
     owner: Owner, name: str, component: str, replicas: int, pod_spec: dict[str, Any]
 ) -> dict[str, Any]:
-    """A component's Deployment: its fixed selector, our labels on the pods, and a rolling update that
-    never takes a ready pod away before its replacement is ready.
+    """A component's Deployment: its fixed selector, our labels on the pods, a rolling update that
+    never takes a ready pod away before its replacement is ready, and its pods spread over the nodes.
 
     Every pod gets a writable /tmp (an emptyDir; the root filesystems are read-only), which the
     component's containers mount themselves.
@@ -131,7 +131,37 @@ def deployment(
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {"labels": labels(owner, component)},
-                "spec": {**pod_spec, "volumes": [{"name": "tmp", "emptyDir": {}}]},
+                "spec": {
+                    **pod_spec,
+                    "topologySpreadConstraints": [spread_over_nodes(owner, component)],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
             },
         },
+    }
+
+
+def spread_over_nodes(owner: Owner, component: str) -> dict[str, Any]:
+    """Copies of a component on as many nodes as there are: a lost or drained node takes only its share.
+
+    ScheduleAnyway, so that a cluster of one node (or a full one) still runs every copy.
+    """
+    return {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": selector_labels(owner, component)},
+    }
+
+
+def disruption_budget(owner: Owner, name: str, component: str, replicas: int) -> dict[str, Any] | None:
+    """At most one pod of a component voluntarily disrupted at a time (a drain, an eviction); none when
+    it has one copy, so that a drain is never blocked for ever by a budget that can't be met."""
+    if replicas <= 1:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(owner, name, component),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(owner, component)}},
     }

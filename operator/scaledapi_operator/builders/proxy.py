@@ -11,6 +11,7 @@ from scaledapi_operator.builders.common import (
     Owner,
     container_security_context,
     deployment,
+    disruption_budget,
     field_env,
     http_probe,
     metadata,
@@ -26,6 +27,8 @@ PROXY_USER = 101  # the nginx user of the nginx images
 PROXY_CONTAINER_PORT = 8080
 RUNTIME_DIR = "/tmp/nginx"  # noqa: S108 - on the pod's /tmp emptyDir
 NGINX_CONF_PATH = f"{RUNTIME_DIR}/nginx.conf"
+# Slack between the end of nginx's graceful stop and SIGKILL.
+TERMINATION_MARGIN_SECONDS = 5
 
 
 def nginx_settings(spec: ScaledApiSpec) -> NginxSettings:
@@ -96,6 +99,16 @@ def proxy_role_binding(owner: Owner) -> dict[str, Any]:
     }
 
 
+def proxy_termination_grace_period(spec: ScaledApiSpec) -> int:
+    """The preStop delay, then the longest a proxied request may still take, then a margin."""
+    proxy = spec.proxy
+    return proxy.termination_delay_seconds + proxy.upstream_timeout_seconds + TERMINATION_MARGIN_SECONDS
+
+
+def proxy_pdb(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any] | None:
+    return disruption_budget(owner, proxy_name(owner), PROXY, spec.proxy.replicas)
+
+
 def proxy_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
     proxy = spec.proxy
     container: dict[str, Any] = {
@@ -116,8 +129,14 @@ def proxy_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
         "securityContext": container_security_context(PROXY_USER),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
     }
+    if proxy.termination_delay_seconds > 0:
+        # A stopping pod is taken out of the Service's endpoints at once, but kube-proxy on every node
+        # (and a cloud load balancer) needs a moment to stop sending it new connections: keep accepting
+        # meanwhile. Then the reloader turns SIGTERM into nginx's graceful stop (SIGQUIT).
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": proxy.termination_delay_seconds}}}
     pod_spec = {
         "serviceAccountName": proxy_name(owner),
+        "terminationGracePeriodSeconds": proxy_termination_grace_period(spec),
         "automountServiceAccountToken": True,  # the reloader watches its ConfigMap
         "securityContext": pod_security_context(PROXY_USER),
         "containers": [container],
