@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# make e2e: brings the cluster up (as make up, without the sample), runs tests/e2e against it, and removes
-# the cluster afterwards unless KEEP_CLUSTER=1. Extra arguments go to pytest.
+# make e2e: brings the cluster up (as make up, without the sample, on three nodes), runs tests/e2e
+# against it, and removes the cluster afterwards unless KEEP_CLUSTER=1. Extra arguments go to pytest.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -15,7 +15,9 @@ teardown() {
 }
 trap teardown EXIT
 
-SKIP_SAMPLE=1 "$REPO_ROOT/hack/up.sh"
+# Three nodes (kind-config-multinode.yaml): pods spread, nodes are drained and stopped, traffic crosses
+# nodes. KIND_CONFIG=kind-config.yaml runs the suite on one node.
+KIND_CONFIG=${KIND_CONFIG:-kind-config-multinode.yaml} SKIP_SAMPLE=1 "$REPO_ROOT/hack/up.sh"
 # The scenarios use node port 30080 themselves; a sample left by `make up` would hold it.
 # Foreground deletion returns only once the garbage collector has removed the children, the Service too.
 kubectl_ctx delete scaledapi hello --namespace default --ignore-not-found --cascade=foreground --timeout=120s >/dev/null

@@ -13,9 +13,16 @@ start=$SECONDS
 airgap_enabled || true # decides AIRGAP once; tools.sh and build-images.sh inherit it
 "$REPO_ROOT/hack/tools.sh"
 
+kind_config=${KIND_CONFIG:-kind-config.yaml}
 # A cluster left from an earlier session may have lost its node container with the Docker daemon.
 if cluster_exists && ! api_answers; then
   log "cluster ${CLUSTER_NAME} exists but its API server does not answer: recreating it"
+  kind delete cluster --name "$CLUSTER_NAME"
+fi
+# make up (one node) and make e2e (three) share the cluster name: a cluster of the other shape goes.
+wanted_nodes=$(grep -cE '^[[:space:]]*- role:' "$kind_config")
+if cluster_exists && (($(kind get nodes --name "$CLUSTER_NAME" | wc -l) != wanted_nodes)); then
+  log "cluster ${CLUSTER_NAME} does not have the ${wanted_nodes} node(s) of ${kind_config}: recreating it"
   kind delete cluster --name "$CLUSTER_NAME"
 fi
 if cluster_exists; then
@@ -28,7 +35,7 @@ else
     node_image=(--image "$KIND_NODE_IMAGE")
   fi
   log "creating cluster ${CLUSTER_NAME} ${node_image[*]}"
-  kind create cluster --name "$CLUSTER_NAME" --config "${KIND_CONFIG:-kind-config.yaml}" "${node_image[@]}" --wait 180s
+  kind create cluster --name "$CLUSTER_NAME" --config "$kind_config" "${node_image[@]}" --wait 180s
 fi
 
 "$REPO_ROOT/hack/build-images.sh"
