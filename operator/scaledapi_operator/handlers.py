@@ -17,6 +17,10 @@ Run with: kopf run --standalone --all-namespaces --liveness=http://0.0.0.0:8080/
   that raises posts a Warning event on every retry. What failed is in the ScaledApi's status instead
   (Degraded, with the API server's message), posted as one event when the condition changes.
 
+* Of the operator's replicas, only the holder of the Lease reconciles (leadership.py); a standby's
+  handlers only note the ScaledApi, and the moment it becomes the leader it reconciles every one it
+  knows, so that whatever changed while no one led is caught up at once.
+
 No deletion handlers: the garbage collector deletes the children through their owner references.
 """
 
@@ -25,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -33,6 +39,7 @@ import kopf
 from scaledapi_operator import GROUP, KIND, PLURAL, VERSION
 from scaledapi_operator.builders.common import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
 from scaledapi_operator.kube import KINDS, Kube, load_config
+from scaledapi_operator.leadership import RETRY_SECONDS, Leadership
 from scaledapi_operator.reconcile import Outcome, Poster, Skipped, reconcile_by_name
 from scaledapi_operator.retry import RetryQueue
 from scaledapi_operator.status import Transition
@@ -50,6 +57,8 @@ KOPF_CONNECT_TIMEOUT_SECONDS = 10.0
 WATCH_SERVER_TIMEOUT_SECONDS = 300
 WATCH_CLIENT_TIMEOUT_SECONDS = 330.0
 MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+# Where the Lease lives when the pod does not say (POD_NAMESPACE): the install's namespace.
+DEFAULT_OPERATOR_NAMESPACE = "scaledapi-system"
 
 # Every kind of child whose changes must reconcile the owner. EndpointSlices inherit the labels of
 # their Service; pods those of their Deployment's template.
@@ -100,6 +109,12 @@ def _kube(memo: Any) -> Kube:
 def _retries(memo: Any) -> RetryQueue:
     retries: RetryQueue = memo.retries
     return retries
+
+
+def _leads(memo: Any) -> bool:
+    """Whether this replica reconciles: it holds the Lease (always, without leader election)."""
+    leadership: Leadership | None = memo.get("leadership")
+    return leadership is None or leadership.leading
 
 
 def direct_poster(kube: Kube) -> Poster:
@@ -164,17 +179,27 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     load_config()
     memo.kube = Kube()
     memo.retries = RetryQueue()
-    memo.resync = asyncio.create_task(_resync_forever(memo.kube, memo.retries), name="scaledapi resync")
-    memo.retry = asyncio.create_task(_retry_forever(memo.kube, memo.retries), name="scaledapi retry")
+    memo.leadership = Leadership(
+        memo.kube,
+        namespace=os.environ.get("POD_NAMESPACE") or DEFAULT_OPERATOR_NAMESPACE,
+        identity=os.environ.get("POD_NAME") or socket.gethostname(),
+    )
+    memo.lead = asyncio.create_task(_lead_forever(memo), name="scaledapi leadership")
+    memo.resync = asyncio.create_task(_resync_forever(memo), name="scaledapi resync")
+    memo.retry = asyncio.create_task(_retry_forever(memo), name="scaledapi retry")
 
 
 @kopf.on.cleanup()
 async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
-    for task in (memo.get("resync"), memo.get("retry")):
+    for task in (memo.get("lead"), memo.get("resync"), memo.get("retry")):
         if isinstance(task, asyncio.Task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+    leadership: Leadership | None = memo.get("leadership")
+    if leadership is not None:
+        # A graceful stop hands over at once: the standby takes the Lease at its next look.
+        await asyncio.to_thread(leadership.release)
 
 
 def resync_all(kube: Kube, retries: RetryQueue) -> None:
@@ -193,42 +218,66 @@ def retry_due(kube: Kube, retries: RetryQueue) -> None:
         attempt(kube, retries, namespace, name, post)
 
 
-async def _resync_forever(kube: Kube, retries: RetryQueue) -> None:
+async def _lead_forever(memo: Any) -> None:
+    # Operator-wide: one look at the Lease per period (a renewal, or a standby watching it age).
+    leadership: Leadership = memo.leadership
+    while True:
+        try:
+            if await asyncio.to_thread(leadership.step):
+                # Just became the leader: catch up on whatever changed while no replica led.
+                await asyncio.to_thread(resync_all, _kube(memo), _retries(memo))
+        except Exception:
+            logger.exception("leadership pass failed")
+        await asyncio.sleep(RETRY_SECONDS)  # poll: the Lease's retry period
+
+
+async def _resync_forever(memo: Any) -> None:
     # The period between passes of an operator-wide backstop loop, not a wait inside a handler.
     while True:
         await asyncio.sleep(RESYNC_SECONDS)  # poll: the resync period
+        if not _leads(memo):
+            continue
         try:
-            await asyncio.to_thread(resync_all, kube, retries)
+            await asyncio.to_thread(resync_all, _kube(memo), _retries(memo))
         except Exception:
             logger.exception("resync failed")
 
 
-async def _retry_forever(kube: Kube, retries: RetryQueue) -> None:
+async def _retry_forever(memo: Any) -> None:
     # Operator-wide, like the resync: looks for due retries; each ScaledApi's delay is in the queue.
     while True:
         await asyncio.sleep(RETRY_TICK_SECONDS)  # poll: the retry loop's tick
+        if not _leads(memo):
+            continue
         try:
-            await asyncio.to_thread(retry_due, kube, retries)
+            await asyncio.to_thread(retry_due, _kube(memo), _retries(memo))
         except Exception:
             logger.exception("retry pass failed")
 
 
+def _handle(memo: Any, namespace: str | None, name: str) -> None:
+    """Every handler's path: the leader reconciles, a standby only notes the ScaledApi for later."""
+    if namespace is None:
+        return
+    if _leads(memo):
+        attempt(_kube(memo), _retries(memo), namespace, name, kopf_post)
+    else:
+        _retries(memo).seen((namespace, name))
+
+
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-on-create")
 def on_create(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    if namespace is not None:
-        attempt(_kube(memo), _retries(memo), namespace, name, kopf_post)
+    _handle(memo, namespace, name)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-on-update", field="spec")
 def on_update(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    if namespace is not None:
-        attempt(_kube(memo), _retries(memo), namespace, name, kopf_post)
+    _handle(memo, namespace, name)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-on-resume")
 def on_resume(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    if namespace is not None:
-        attempt(_kube(memo), _retries(memo), namespace, name, kopf_post)
+    _handle(memo, namespace, name)
 
 
 def owner_name(body: Mapping[str, Any]) -> str | None:
@@ -249,10 +298,9 @@ def owner_name(body: Mapping[str, Any]) -> str | None:
 
 def on_child_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
     owner = owner_name(body)
-    if owner is None or namespace is None:
-        return
-    # kopf never retries an event handler: a failure is recorded and retried by the retry loop.
-    attempt(_kube(memo), _retries(memo), namespace, owner, kopf_post)
+    if owner is not None:
+        # kopf never retries an event handler: a failure is recorded and retried by the retry loop.
+        _handle(memo, namespace, owner)
 
 
 for _resource in CHILD_RESOURCES:

@@ -62,6 +62,7 @@ KINDS: dict[str, Kind] = {
     "Deployment": Kind("apps/v1", "deployments"),
     "EndpointSlice": Kind("discovery.k8s.io/v1", "endpointslices"),
     "Event": Kind("v1", "events"),
+    "Lease": Kind("coordination.k8s.io/v1", "leases"),
     "Pod": Kind("v1", "pods"),
     "PodDisruptionBudget": Kind("policy/v1", "poddisruptionbudgets"),
     "Role": Kind("rbac.authorization.k8s.io/v1", "roles"),
@@ -167,6 +168,19 @@ class Kube:
             )
         except ApiException as error:
             if error.status == HTTP_NOT_FOUND:
+                return None
+            raise
+
+    def patch_at_version(
+        self, kind: str, namespace: str, name: str, resource_version: str, patch: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch only while the object is still at `resource_version` (optimistic concurrency);
+        None when someone else wrote it meanwhile (409) or it is gone (404)."""
+        body = {**patch, "metadata": {**patch.get("metadata", {}), "resourceVersion": resource_version}}
+        try:
+            return self.patch(kind, namespace, name, body)
+        except ApiException as error:
+            if error.status == HTTP_CONFLICT:
                 return None
             raise
 

@@ -33,6 +33,7 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 
 OPERATOR_NAMESPACE = "scaledapi-system"
 DEFAULT_OPERATOR_DEPLOYMENT = "scaledapi-operator"
+OPERATOR_LEASE = "scaledapi-operator"
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"
@@ -194,6 +195,7 @@ class PodState:
     images: tuple[str, ...]
     restarts: int
     waiting_reasons: tuple[str, ...] = field(default=())
+    node: str = ""
 
 
 def pod_state(pod: Mapping[str, Any]) -> PodState:
@@ -216,6 +218,7 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
         images=tuple(c.get("image", "") for c in pod.get("spec", {}).get("containers", [])),
         restarts=sum(int(s.get("restartCount", 0)) for s in statuses),
         waiting_reasons=waiting,
+        node=str(pod.get("spec", {}).get("nodeName") or ""),
     )
 
 
@@ -264,8 +267,7 @@ def resource_versions(ns: str, name: str, kinds: str) -> dict[str, str]:
 # --- operator ---------------------------------------------------------------------------------------------
 
 
-def operator_deployment_name() -> str:
-    """The operator Deployment's name from manifests/operator.yaml, else the contract's default."""
+def _operator_manifest() -> dict[str, Any] | None:
     path = REPO_ROOT / "manifests" / "operator.yaml"
     if path.is_file():
         import yaml  # noqa: PLC0415 - only needed here
@@ -274,8 +276,27 @@ def operator_deployment_name() -> str:
             if isinstance(doc, dict) and doc.get("kind") == "Deployment":
                 meta = doc.get("metadata", {})
                 if meta.get("namespace", OPERATOR_NAMESPACE) == OPERATOR_NAMESPACE:
-                    return str(meta["name"])
-    return DEFAULT_OPERATOR_DEPLOYMENT
+                    return doc
+    return None
+
+
+def operator_deployment_name() -> str:
+    """The operator Deployment's name from manifests/operator.yaml, else the contract's default."""
+    doc = _operator_manifest()
+    return str(doc["metadata"]["name"]) if doc else DEFAULT_OPERATOR_DEPLOYMENT
+
+
+def operator_manifest_replicas() -> int:
+    """How many operator replicas manifests/operator.yaml runs (one leads, the others stand by)."""
+    doc = _operator_manifest()
+    return int(doc["spec"].get("replicas", 1)) if doc else 1
+
+
+def operator_leader() -> str | None:
+    """The operator pod that holds the leader Lease, if any."""
+    lease = get_json("lease", OPERATOR_LEASE, OPERATOR_NAMESPACE)
+    holder = ((lease or {}).get("spec") or {}).get("holderIdentity")
+    return str(holder) if holder else None
 
 
 def operator_selector() -> str:
@@ -291,21 +312,24 @@ def operator_pods() -> list[PodState]:
     )
 
 
-def wait_operator_ready(timeout: float = 180.0) -> PodState:
-    """Wait until exactly one operator pod exists and it is Ready (none terminating)."""
+def wait_operator_ready(timeout: float = 180.0) -> list[PodState]:
+    """Wait until the operator runs the Deployment's replicas, all Ready, none terminating, and one of
+    them holds the leader Lease; return them."""
+    dep = kubectl_json("get", "deployment", operator_deployment_name(), "-n", OPERATOR_NAMESPACE)
+    wanted = int(dep["spec"].get("replicas", 1))
 
-    def ready() -> PodState | None:
+    def ready() -> list[PodState] | None:
         current = operator_pods()
-        if len(current) == 1 and current[0].ready and not current[0].terminating:
-            return current[0]
-        return None
+        names = {p.name for p in current}
+        settled = len(current) == wanted and all(p.ready and not p.terminating for p in current)
+        return current if settled and operator_leader() in names else None
 
     return wait_for(
         ready,
         timeout,
         1.0,
-        what="the operator pod to be Ready",
-        describe=lambda: "operator pods: "
+        what=f"{wanted} operator pods to be Ready, one of them leading",
+        describe=lambda: f"leader: {operator_leader()}; operator pods: "
         + "; ".join(f"{p.name} ready={p.ready} terminating={p.terminating}" for p in operator_pods()),
     )
 

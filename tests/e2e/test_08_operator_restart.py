@@ -66,20 +66,23 @@ def test_operator_restart_changes_nothing(namespace: str, name: str) -> None:
         "rollout", "status", f"deployment/{operator}", "-n", kube.OPERATOR_NAMESPACE, "--timeout=180s",
         timeout=200.0,
     )  # fmt: skip
-    new_pod = kube.wait_operator_ready()
-    assert new_pod.name not in old, f"the operator pod was not replaced: {new_pod.name}"
+    new_pods = kube.wait_operator_ready()
+    replaced = [p.name for p in new_pods if p.name in old]
+    assert not replaced, f"operator pods were not replaced: {replaced}"
+    leader = kube.operator_leader()
+    assert leader is not None
 
     def resumed() -> bool:
-        logs = kube.kubectl("logs", "-n", kube.OPERATOR_NAMESPACE, new_pod.name, check=False).stdout
+        logs = kube.kubectl("logs", "-n", kube.OPERATOR_NAMESPACE, leader, check=False).stdout
         return any(f"[{namespace}/{name}]" in line and "resum" in line.lower() for line in logs.splitlines())
 
     kube.wait_for(
         resumed,
         120.0,
         1.0,
-        what=f"the new operator pod {new_pod.name} to log resuming {namespace}/{name}",
+        what=f"the new leading operator pod {leader} to log resuming {namespace}/{name}",
         describe=lambda: kube.kubectl(
-            "logs", "-n", kube.OPERATOR_NAMESPACE, new_pod.name, "--tail=30", check=False
+            "logs", "-n", kube.OPERATOR_NAMESPACE, leader, "--tail=30", check=False
         ).stdout,
     )
     resumed_after = time.monotonic() - started

@@ -108,7 +108,7 @@ def test_configmap_change_to_serving(namespace: str, name: str) -> None:
     durations: list[float] = []
     try:
         kube.kubectl("scale", f"deployment/{operator}", "-n", kube.OPERATOR_NAMESPACE, "--replicas=0")
-        kube.wait_for(lambda: not kube.operator_pods(), 120.0, 0.5, what="the operator pod to be gone")
+        kube.wait_for(lambda: not kube.operator_pods(), 120.0, 0.5, what="the operator pods to be gone")
 
         for subset in subsets(sorted(address)):
             text = rewrite_upstream(original, sorted(address[n] for n in subset))
@@ -121,7 +121,8 @@ def test_configmap_change_to_serving(namespace: str, name: str) -> None:
             t1 = serving_only(set(subset), t0)
             durations.append(t1 - t0)
     finally:
-        kube.kubectl("scale", f"deployment/{operator}", "-n", kube.OPERATOR_NAMESPACE, "--replicas=1")
+        replicas = f"--replicas={kube.operator_manifest_replicas()}"
+        kube.kubectl("scale", f"deployment/{operator}", "-n", kube.OPERATOR_NAMESPACE, replicas)
         kube.wait_operator_ready()
         kube.wait_for(
             lambda: (kube.get_json("configmap", cm_name, namespace) or {})

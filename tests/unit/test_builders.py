@@ -335,6 +335,7 @@ def test_copies_spread_over_nodes_but_one_node_still_runs_them(component: str) -
             "topologyKey": "kubernetes.io/hostname",
             "whenUnsatisfiable": "ScheduleAnyway",
             "labelSelector": {"matchLabels": {**SELECTOR_BACKEND, "app.kubernetes.io/component": component}},
+            "matchLabelKeys": ["pod-template-hash"],
         }
     ]
 

@@ -43,14 +43,20 @@ def test_namespaced_grants_only_crd_reading_cluster_wide() -> None:
             "verbs": ["get", "list", "watch"],
         }
     ]
-    roles = [d for d in out if d["kind"] == "Role"]
+    # The leader-election Role (its own Lease, in its own namespace) is the same in both modes.
+    leader = im.find(out, "Role", "scaledapi-operator-leader")
+    assert leader == im.find(im.load(), "Role", "scaledapi-operator-leader")
+    assert {res for rule in leader["rules"] for res in rule["resources"]} == {"leases"}
+    roles = [d for d in out if d["kind"] == "Role" and d is not leader]
     assert [r["metadata"]["namespace"] for r in roles] == ["team-a", "team-b"]
     original = im.find(im.load(), "ClusterRole", "scaledapi-operator")["rules"]
     for role in roles:
         assert role["rules"] == [r for r in original if not im.is_cluster_wide(r)]
         resources = {res for rule in role["rules"] for res in rule["resources"]}
         assert {"deployments", "roles", "rolebindings", "configmaps"} <= resources
-    bindings = [d for d in out if d["kind"] == "RoleBinding"]
+    bindings = [
+        d for d in out if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "scaledapi-operator"
+    ]
     assert [(b["metadata"]["namespace"], b["roleRef"]["kind"]) for b in bindings] == [
         ("team-a", "Role"),
         ("team-b", "Role"),

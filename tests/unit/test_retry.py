@@ -224,3 +224,22 @@ def test_kopf_requests_and_watches_have_deadlines() -> None:
     # kopf sends str(server_timeout) as timeoutSeconds; the API server accepts only an integer there.
     assert str(server).isdigit(), f"timeoutSeconds would be {str(server)!r}"
     assert settings.watching.inactivity_timeout is not None
+
+
+class Standby:
+    """A Leadership that another replica holds the Lease against."""
+
+    leading = False
+
+
+def test_a_standby_reconciles_nothing_but_knows_every_scaledapi_for_when_it_leads(
+    kube: FakeKube, retries: RetryQueue, memo: kopf.Memo, posted: list[Transition]
+) -> None:
+    memo.leadership = Standby()
+    on_create(name="hello", namespace="demo", memo=memo)
+    on_child_event(body=child_event_body(), namespace="demo", memo=memo)
+    assert kube.objects == {} and kube.writes == []
+    assert retries.known() == [KEY]
+    # Leading now: its first pass (resync_all) reconciles what the standby noted.
+    handlers.resync_all(kube, retries)
+    assert ("Deployment", "demo", "hello-backend") in kube.objects

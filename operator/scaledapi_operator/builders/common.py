@@ -151,6 +151,8 @@ def spread_over_nodes(owner: Owner, component: str) -> dict[str, Any]:
         "topologyKey": "kubernetes.io/hostname",
         "whenUnsatisfiable": "ScheduleAnyway",
         "labelSelector": {"matchLabels": selector_labels(owner, component)},
+        # Each revision spread on its own: a rolling update does not stack the new pods on one node.
+        "matchLabelKeys": ["pod-template-hash"],
     }
 
 
