@@ -72,6 +72,7 @@ CHILD_KINDS = (
     "EndpointSlice",
     "Role",
     "RoleBinding",
+    "NetworkPolicy",
 )
 # kopf names a resource (group, version, plural), or (version, plural) for the core group.
 CHILD_RESOURCES: tuple[tuple[str, ...], ...] = tuple(

@@ -63,6 +63,7 @@ KINDS: dict[str, Kind] = {
     "EndpointSlice": Kind("discovery.k8s.io/v1", "endpointslices"),
     "Event": Kind("v1", "events"),
     "Lease": Kind("coordination.k8s.io/v1", "leases"),
+    "NetworkPolicy": Kind("networking.k8s.io/v1", "networkpolicies"),
     "Pod": Kind("v1", "pods"),
     "PodDisruptionBudget": Kind("policy/v1", "poddisruptionbudgets"),
     "Role": Kind("rbac.authorization.k8s.io/v1", "roles"),

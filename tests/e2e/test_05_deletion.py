@@ -43,7 +43,7 @@ def test_delete_removes_every_child(namespace: str, name: str) -> None:
         f"ConfigMap/{name}-proxy-status",
     ):  # fmt: skip
         assert expected in before, f"{expected} missing before the deletion; namespace holds {before}"
-    for item in kube.list_json("deploy,svc,cm,pdb,sa,role,rolebinding", namespace):
+    for item in kube.list_json("deploy,svc,cm,pdb,sa,role,rolebinding,networkpolicy", namespace):
         if item["metadata"]["name"].startswith(name):
             refs = item["metadata"].get("ownerReferences", [])
             assert any(r.get("uid") == uid and r.get("controller") for r in refs), (

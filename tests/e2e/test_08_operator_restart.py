@@ -14,7 +14,7 @@ import time
 from tests.e2e import figures, kube
 from tests.e2e import scaledapi as sapi
 
-CHILD_KINDS = "deploy,svc,cm,pdb,sa,role,rolebinding"
+CHILD_KINDS = "deploy,svc,cm,pdb,sa,role,rolebinding,networkpolicy"
 HANDLERS = kube.REPO_ROOT / "operator" / "scaledapi_operator" / "handlers.py"
 
 
@@ -52,6 +52,7 @@ def test_operator_restart_changes_nothing(namespace: str, name: str) -> None:
         f"Deployment/{name}-backend", f"Service/{name}-backend", f"PodDisruptionBudget/{name}-backend",
         f"ConfigMap/{name}-proxy", f"Deployment/{name}-proxy", f"Service/{name}-proxy",
         f"ServiceAccount/{name}-proxy", f"Role/{name}-proxy", f"RoleBinding/{name}-proxy",
+        f"NetworkPolicy/{name}-backend", f"NetworkPolicy/{name}-proxy",
     ):  # fmt: skip
         assert kind_name in before, f"{kind_name} missing (or not labelled); children: {sorted(before)}"
     pods_before = {p.uid for p in kube.pods(namespace, name)} | {

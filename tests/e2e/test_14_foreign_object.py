@@ -26,6 +26,8 @@ OTHER_CHILDREN = (
     ("role", "{name}-proxy"),
     ("rolebinding", "{name}-proxy"),
     ("configmap", "{name}-proxy-status"),
+    ("networkpolicy", "{name}-backend"),
+    ("networkpolicy", "{name}-proxy"),
 )
 
 

@@ -31,6 +31,8 @@ OTHER_CHILDREN = (
     ("role", "{name}-proxy"),
     ("rolebinding", "{name}-proxy"),
     ("poddisruptionbudget", "{name}-backend"),
+    ("networkpolicy", "{name}-backend"),
+    ("networkpolicy", "{name}-proxy"),
 )
 
 

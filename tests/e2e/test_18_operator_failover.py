@@ -17,7 +17,7 @@ from tests.e2e import scaledapi as sapi
 
 SCENARIO = "18 operator failover"
 # What a takeover must not rewrite: everything the scale does not change.
-STEADY_KINDS = "svc,sa,role,rolebinding"
+STEADY_KINDS = "svc,sa,role,rolebinding,networkpolicy"
 SERVED_AFTER_READY_S = 15.0
 NODE_LOSS_SERVED_S = 60.0
 

@@ -51,6 +51,8 @@ def all_children(spec: ScaledApiSpec) -> list[dict[str, Any]]:
         builders.proxy_service_account(OWNER),
         builders.proxy_role(OWNER),
         builders.proxy_role_binding(OWNER),
+        builders.backend_network_policy(OWNER, spec),
+        builders.proxy_network_policy(OWNER),
     ]
     pdb = builders.backend_pdb(OWNER, spec)
     assert pdb is not None
@@ -81,6 +83,8 @@ def test_fixed_names_and_kinds() -> None:
         ("ServiceAccount", "hello-proxy"),
         ("Role", "hello-proxy"),
         ("RoleBinding", "hello-proxy"),
+        ("NetworkPolicy", "hello-backend"),
+        ("NetworkPolicy", "hello-proxy"),
     }
 
 
@@ -423,3 +427,39 @@ def test_nginx_settings_from_spec() -> None:
         next_upstream_tries=2,
         upstream_timeout_seconds=9,
     )
+
+
+def test_backends_accept_only_their_own_proxy_on_the_named_port() -> None:
+    policy = builders.backend_network_policy(OWNER, make_spec())
+    assert policy["metadata"]["name"] == "hello-backend"
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": SELECTOR_BACKEND},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [
+                    {
+                        "podSelector": {
+                            "matchLabels": {**SELECTOR_BACKEND, "app.kubernetes.io/component": "proxy"}
+                        }
+                    }
+                ],
+                "ports": [{"protocol": "TCP", "port": "http"}],
+            }
+        ],
+    }
+    # The named port is the backend container's, whatever spec.backend.port says.
+    ports = container(builders.backend_deployment(OWNER, make_spec(backend={"image": "b", "port": 6000})))[
+        "ports"
+    ]
+    assert [p["name"] for p in ports] == ["http"]
+
+
+def test_the_proxy_accepts_from_anywhere_on_its_port_only() -> None:
+    policy = builders.proxy_network_policy(OWNER)
+    assert policy["metadata"]["name"] == "hello-proxy"
+    proxy_selector = {**SELECTOR_BACKEND, "app.kubernetes.io/component": "proxy"}
+    assert policy["spec"]["podSelector"] == {"matchLabels": proxy_selector}
+    assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": "http"}]}]
+    nginx_ports = container(builders.proxy_deployment(OWNER, make_spec()))["ports"]
+    assert [p["name"] for p in nginx_ports] == ["http"]

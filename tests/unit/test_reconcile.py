@@ -167,7 +167,7 @@ def test_first_reconcile_creates_every_child() -> None:
     kube = FakeKube()
     outcome = reconcile(kube, scaledapi(), now=lambda: NOW)
     created = [a for a in outcome.applied if a.action == CREATED]
-    assert len(created) == 10
+    assert len(created) == 12
     # One proxy copy: no budget for it, and nothing to remove.
     assert [(a.action, a.kind, a.name) for a in outcome.applied if a.action != CREATED] == [
         (UNCHANGED, "PodDisruptionBudget", "hello-proxy")
@@ -431,7 +431,7 @@ def test_a_refused_child_degrades_with_the_servers_message_and_the_rest_is_recon
     assert [(a.kind, a.name) for a in outcome.failed] == [("Service", "hello-proxy")]
     others = {(a.kind, a.name): a.action for a in outcome.applied if a.action != FAILED}
     assert others.pop(("PodDisruptionBudget", "hello-proxy")) == UNCHANGED  # one proxy copy: none
-    assert len(others) == 9 and set(others.values()) == {CREATED}
+    assert len(others) == 11 and set(others.values()) == {CREATED}
     assert outcome.status_written
     degraded = degraded_of(outcome.status)
     assert (degraded["status"], degraded["reason"]) == ("True", "ChildRejected")

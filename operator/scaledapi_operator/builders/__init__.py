@@ -2,6 +2,7 @@
 
 from scaledapi_operator.builders.backend import backend_deployment, backend_pdb, backend_service
 from scaledapi_operator.builders.common import Owner, selector_string
+from scaledapi_operator.builders.network import backend_network_policy, proxy_network_policy
 from scaledapi_operator.builders.proxy import (
     nginx_settings,
     proxy_configmap,
@@ -17,11 +18,13 @@ from scaledapi_operator.builders.proxy import (
 __all__ = [
     "Owner",
     "backend_deployment",
+    "backend_network_policy",
     "backend_pdb",
     "backend_service",
     "nginx_settings",
     "proxy_configmap",
     "proxy_deployment",
+    "proxy_network_policy",
     "proxy_pdb",
     "proxy_role",
     "proxy_role_binding",

@@ -1,0 +1,63 @@
+"""Desired NetworkPolicies: backends reachable only through their own proxy, the proxy on its port.
+
+Without them any pod in the cluster can call the backend pods directly and bypass nginx. Ingress
+only: what the pods call out to is the API's business. The kubelet's probes come from the node, which
+policy implementations let through to its own pods. Enforcement is the CNI's: on one that has no
+NetworkPolicy support (the air-gapped stand-in, hack/airgap/kindnetd) the objects exist and do nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaledapi_operator.builders.common import (
+    BACKEND,
+    PROXY,
+    Owner,
+    backend_name,
+    metadata,
+    proxy_name,
+    selector_labels,
+)
+from scaledapi_operator.endpoints import BACKEND_PORT_NAME
+from scaledapi_operator.spec import ScaledApiSpec
+
+PROXY_PORT_NAME = "http"  # the nginx container's named port (builders/proxy.py)
+
+
+def _policy(owner: Owner, name: str, component: str, rule: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(owner, name, component),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(owner, component)},
+            # Stated, not left to the API server's default, so that the stored object matches ours.
+            "policyTypes": ["Ingress"],
+            "ingress": [rule],
+        },
+    }
+
+
+def backend_network_policy(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
+    """Backend pods accept connections only from this ScaledApi's nginx pods, on the API's port."""
+    del spec  # the named port follows spec.backend.port, as the Service's targetPort does
+    return _policy(
+        owner,
+        backend_name(owner),
+        BACKEND,
+        {
+            "from": [{"podSelector": {"matchLabels": selector_labels(owner, PROXY)}}],
+            "ports": [{"protocol": "TCP", "port": BACKEND_PORT_NAME}],
+        },
+    )
+
+
+def proxy_network_policy(owner: Owner) -> dict[str, Any]:
+    """nginx pods accept connections from anywhere, on their port only."""
+    return _policy(
+        owner,
+        proxy_name(owner),
+        PROXY,
+        {"ports": [{"protocol": "TCP", "port": PROXY_PORT_NAME}]},
+    )
