@@ -272,7 +272,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         apply_child(kube, owner, builders.backend_deployment(owner, spec)),
         held(proxy_deployment, blockers) if blockers else apply_child(kube, owner, proxy_deployment),
         apply_child(kube, owner, builders.proxy_service(owner, spec)),
-        apply_child(kube, owner, builders.backend_network_policy(owner, spec)),
+        apply_child(kube, owner, builders.backend_network_policy(owner)),
         apply_child(kube, owner, builders.proxy_network_policy(owner)),
     ]
     # A budget only while there is more than one copy to keep; a budget of ours that is no longer

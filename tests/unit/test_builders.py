@@ -51,7 +51,7 @@ def all_children(spec: ScaledApiSpec) -> list[dict[str, Any]]:
         builders.proxy_service_account(OWNER),
         builders.proxy_role(OWNER),
         builders.proxy_role_binding(OWNER),
-        builders.backend_network_policy(OWNER, spec),
+        builders.backend_network_policy(OWNER),
         builders.proxy_network_policy(OWNER),
     ]
     pdb = builders.backend_pdb(OWNER, spec)
@@ -430,7 +430,7 @@ def test_nginx_settings_from_spec() -> None:
 
 
 def test_backends_accept_only_their_own_proxy_on_the_named_port() -> None:
-    policy = builders.backend_network_policy(OWNER, make_spec())
+    policy = builders.backend_network_policy(OWNER)
     assert policy["metadata"]["name"] == "hello-backend"
     assert policy["spec"] == {
         "podSelector": {"matchLabels": SELECTOR_BACKEND},

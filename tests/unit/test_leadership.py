@@ -16,6 +16,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from scaledapi_operator.kube import Kube
 from scaledapi_operator.leadership import LEASE_NAME, LEASE_SECONDS, RENEW_DEADLINE_SECONDS, Leadership
+from tests.unit.test_retry import Clock
 
 NAMESPACE = "scaledapi-system"
 
@@ -69,14 +70,6 @@ class LeaseServer:
     def holder(self) -> str | None:
         holder: str | None = self.leases[LEASE_NAME]["spec"].get("holderIdentity")
         return holder
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

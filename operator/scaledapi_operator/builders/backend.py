@@ -7,6 +7,7 @@ from typing import Any
 from scaledapi_operator.builders.common import (
     BACKEND,
     RESTRICTED_CONTAINER,
+    TERMINATION_MARGIN_SECONDS,
     Owner,
     backend_name,
     deployment,
@@ -18,9 +19,6 @@ from scaledapi_operator.builders.common import (
 from scaledapi_operator.container_spec import HTTP, NO_CHECK, Check
 from scaledapi_operator.endpoints import BACKEND_PORT_NAME
 from scaledapi_operator.spec import BackendSpec, ScaledApiSpec
-
-# Slack between the end of the API's graceful shutdown and SIGKILL.
-TERMINATION_MARGIN_SECONDS = 5
 
 
 def termination_grace_period(spec: ScaledApiSpec) -> int:

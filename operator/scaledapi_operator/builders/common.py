@@ -16,6 +16,8 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 CONFIG_KEY = "nginx.conf"
 CONFIG_HASH_ANNOTATION = "scaledapi.dev/config-hash"
+# Slack between the end of a container's graceful stop and SIGKILL, in every pod's grace period.
+TERMINATION_MARGIN_SECONDS = 5
 
 # Container-level settings every pod shares (Pod Security "restricted").
 RESTRICTED_CONTAINER: dict[str, Any] = {

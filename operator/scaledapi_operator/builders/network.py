@@ -19,10 +19,8 @@ from scaledapi_operator.builders.common import (
     proxy_name,
     selector_labels,
 )
+from scaledapi_operator.builders.proxy import PROXY_PORT_NAME
 from scaledapi_operator.endpoints import BACKEND_PORT_NAME
-from scaledapi_operator.spec import ScaledApiSpec
-
-PROXY_PORT_NAME = "http"  # the nginx container's named port (builders/proxy.py)
 
 
 def _policy(owner: Owner, name: str, component: str, rule: dict[str, Any]) -> dict[str, Any]:
@@ -39,9 +37,9 @@ def _policy(owner: Owner, name: str, component: str, rule: dict[str, Any]) -> di
     }
 
 
-def backend_network_policy(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
-    """Backend pods accept connections only from this ScaledApi's nginx pods, on the API's port."""
-    del spec  # the named port follows spec.backend.port, as the Service's targetPort does
+def backend_network_policy(owner: Owner) -> dict[str, Any]:
+    """Backend pods accept connections only from this ScaledApi's nginx pods, on the API's port (the
+    named port, which follows spec.backend.port as the Service's targetPort does)."""
     return _policy(
         owner,
         backend_name(owner),

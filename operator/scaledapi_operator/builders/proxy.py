@@ -8,6 +8,7 @@ from scaledapi_operator.builders.common import (
     CONFIG_HASH_ANNOTATION,
     CONFIG_KEY,
     PROXY,
+    TERMINATION_MARGIN_SECONDS,
     Owner,
     container_security_context,
     deployment,
@@ -27,8 +28,8 @@ PROXY_USER = 101  # the nginx user of the nginx images
 PROXY_CONTAINER_PORT = 8080
 RUNTIME_DIR = "/tmp/nginx"  # noqa: S108 - on the pod's /tmp emptyDir
 NGINX_CONF_PATH = f"{RUNTIME_DIR}/nginx.conf"
-# Slack between the end of nginx's graceful stop and SIGKILL.
-TERMINATION_MARGIN_SECONDS = 5
+# The nginx container's port name: the NetworkPolicy NAME-proxy admits traffic to it.
+PROXY_PORT_NAME = "http"
 
 
 def nginx_settings(spec: ScaledApiSpec) -> NginxSettings:
@@ -115,7 +116,7 @@ def proxy_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
         "name": "nginx",
         "image": proxy.image,
         "imagePullPolicy": proxy.image_pull_policy,
-        "ports": [{"name": "http", "containerPort": PROXY_CONTAINER_PORT, "protocol": "TCP"}],
+        "ports": [{"name": PROXY_PORT_NAME, "containerPort": PROXY_CONTAINER_PORT, "protocol": "TCP"}],
         "env": [
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
