@@ -15,6 +15,7 @@ from scaledapi_operator.container_spec import ContainerSpec, parse_container
 from scaledapi_operator.spec_errors import SpecError
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+ACCESS_LOGS = ("Buffered", "Immediate", "Off")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 _NO_WHITESPACE = re.compile(r"^\S+$")
 _URL = re.compile(r"^https?://\S+$")
@@ -48,6 +49,7 @@ class ProxySpec:
     next_upstream_tries: int = 3
     upstream_timeout_seconds: int = 30
     termination_delay_seconds: int = 5
+    access_log: str = "Buffered"
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ def _parse_proxy(body: Mapping[str, Any]) -> ProxySpec:
         next_upstream_tries=_int(section, p, "nextUpstreamTries", 3, 1, 10),
         upstream_timeout_seconds=_int(section, p, "upstreamTimeoutSeconds", 30, 1, 300),
         termination_delay_seconds=_int(section, p, "terminationDelaySeconds", 5, 0, 60),
+        access_log=_choice(section, p, "accessLog", "Buffered", ACCESS_LOGS),
     )
 
 

@@ -84,26 +84,32 @@ def start_backends(gunicorn_ok: None, tmp_path: Path) -> Iterator[Callable[..., 
 
 @pytest.fixture
 def start_nginx(nginx_bin: str, tmp_path: Path) -> Iterator[Callable[..., Nginx]]:
-    """``start_nginx(endpoints, worker_processes=1)``: the real nginx with the renderer's config."""
+    """``start_nginx(endpoints, worker_processes=1, access_log="Buffered")``: the real nginx with the
+    renderer's config."""
     started: list[Nginx] = []
 
-    def start(endpoints: Sequence[Endpoint], worker_processes: int = 1) -> Nginx:
+    def start(
+        endpoints: Sequence[Endpoint], worker_processes: int = 1, access_log: str = "Buffered"
+    ) -> Nginx:
         runtime = tmp_path / f"nginx-{len(started)}"
         runtime.mkdir()
         settings = NginxSettings(
-            listen_port=free_port(), runtime_dir=str(runtime), worker_processes=worker_processes
+            listen_port=free_port(),
+            runtime_dir=str(runtime),
+            worker_processes=worker_processes,
+            access_log=access_log,
         )
         conf_path = runtime / "nginx.conf"
         conf_path.write_text(render_nginx_conf(settings, endpoints))
-        access_log, error_log = runtime / "access.log", runtime / "error.log"
+        log_path, error_log = runtime / "access.log", runtime / "error.log"
         cmd = nginx_run_command(nginx_bin, str(conf_path))
         cmd[1:1] = ["-p", f"{runtime}/"]
-        with access_log.open("wb") as out, error_log.open("wb") as err:
+        with log_path.open("wb") as out, error_log.open("wb") as err:
             proc = subprocess.Popen(cmd, stdout=out, stderr=err)
         applier = NginxApplier(
             str(conf_path), nginx_bin=nginx_bin, master_pid=lambda: proc.pid if proc.poll() is None else None
         )
-        nginx = Nginx(settings, conf_path, proc, access_log, error_log, applier)
+        nginx = Nginx(settings, conf_path, proc, log_path, error_log, applier)
         started.append(nginx)
         wait_for(
             lambda: proc.poll() is not None or http_ok(f"{nginx.url}/healthz"),

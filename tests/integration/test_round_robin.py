@@ -83,3 +83,25 @@ def test_all_backends_down_answer_502_json(start_nginx: Callable[..., Nginx]) ->
 
     assert resp.status_code == 502
     assert resp.json()["error"] == "bad gateway"
+
+
+def test_access_log_modes(
+    start_backends: Callable[..., list[Backend]], start_nginx: Callable[..., Nginx]
+) -> None:
+    """Immediate logs each request as it ends, Buffered within its flush period (1 s; 5 s allowed
+    here), Off never: a line per request in each of the first two, counted by upstream."""
+    (backend,) = start_backends("log-a")
+    immediate = start_nginx([backend.endpoint], access_log="Immediate")
+    buffered = start_nginx([backend.endpoint], access_log="Buffered")
+    off = start_nginx([backend.endpoint], access_log="Off")
+    for nginx in (immediate, buffered, off):
+        for _ in range(3):
+            assert hello(nginx.url) == "log-a"
+
+    def lines(nginx: Nginx) -> list[str]:
+        return [ln for ln in nginx.access_log.read_text().splitlines() if "/api/hello" in ln]
+
+    assert len(lines(immediate)) == 3  # written before the answer was sent
+    wait_for(lambda: len(lines(buffered)) == 3, 5, "buffered access log lines after the flush period")
+    assert all(f"upstream=127.0.0.1:{backend.port}" in ln for ln in lines(buffered))
+    assert lines(off) == []  # checked after the buffered flush: Off had as long to write

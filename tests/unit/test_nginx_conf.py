@@ -52,7 +52,7 @@ def test_self_contained_and_non_root() -> None:
     for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         assert f"{temp}_temp_path /run/x/{temp}_temp;" in text
     assert "error_log stderr" in text
-    assert "access_log /dev/stdout scaledapi;" in text
+    assert "access_log /dev/stdout scaledapi buffer=32k flush=1s;" in text  # Buffered, the default
     assert "$upstream_addr" in text
     assert "listen 9090;" in text
     assert "worker_processes 3;" in text
@@ -101,6 +101,7 @@ def test_invalid_endpoint_rejected(endpoint: Endpoint) -> None:
         NginxSettings(worker_processes=0),
         NginxSettings(next_upstream_tries=0),
         NginxSettings(upstream_timeout_seconds=0),
+        NginxSettings(access_log="off"),
     ],
 )
 def test_invalid_settings_rejected(settings: NginxSettings) -> None:

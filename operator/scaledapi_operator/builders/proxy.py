@@ -40,6 +40,7 @@ def nginx_settings(spec: ScaledApiSpec) -> NginxSettings:
         worker_processes=proxy.worker_processes,
         next_upstream_tries=proxy.next_upstream_tries,
         upstream_timeout_seconds=proxy.upstream_timeout_seconds,
+        access_log=proxy.access_log,
     )
 
 
