@@ -22,6 +22,10 @@ up: ## Create the kind cluster if missing, build and load images, deploy operato
 e2e: ## Run tests/e2e on kind (KEEP_CLUSTER=1 leaves the cluster up)
 	hack/e2e.sh
 
+.PHONY: bench
+bench: ## Benchmarks of issue 10 on the make up cluster, vs plain Kubernetes (ARGS="--only scale --rounds 3")
+	hack/bench.sh $(ARGS)
+
 .PHONY: down
 down: ## Delete the kind cluster
 	hack/down.sh
