@@ -164,6 +164,13 @@ def environment() -> dict[str, Any]:
         "host_cores": os.cpu_count(),
         "kubernetes": version,
         "operator_image": [c["image"] for c in operator["spec"]["template"]["spec"]["containers"]],
+        "operator_image_ids": sorted(
+            {
+                s.get("imageID", "")
+                for pod in kube.list_json("pods", kube.OPERATOR_NAMESPACE)
+                for s in pod.get("status", {}).get("containerStatuses") or []
+            }
+        ),
         "operator_replicas": kube.operator_manifest_replicas(),
         "hey_node": cluster.hey_node(),
     }
