@@ -40,12 +40,7 @@ class Owner:
 
 
 def backend_name(owner: Owner) -> str:
-    return backend_name_of(owner.name)
-
-
-def backend_name_of(scaledapi: str) -> str:
-    """The backend Deployment and Service of the ScaledApi named `scaledapi`."""
-    return f"{scaledapi}-backend"
+    return f"{owner.name}-backend"
 
 
 def proxy_name(owner: Owner) -> str:
