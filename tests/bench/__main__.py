@@ -134,12 +134,7 @@ def preflight(sections: Sequence[str]) -> None:
         cluster.Namespaces().delete(*leftovers)
     cluster.restore_operator()  # an interrupted operator_scale may have left it at 0
     if {"scale", "ready_to_served"}.intersection(sections):
-        holders = [
-            f"{s['metadata']['namespace']}/{s['metadata']['name']} ({p['nodePort']})"
-            for s in kube.list_json("services", None)
-            for p in s["spec"].get("ports", [])
-            if p.get("nodePort") in NODE_PORTS
-        ]
+        holders = kube.node_port_holders(NODE_PORTS)
         if holders:
             raise SystemExit(f"error: node ports {NODE_PORTS} must be free for the bench; held by {holders}")
 

@@ -103,12 +103,7 @@ def cluster() -> None:
         kube.kubectl("delete", "namespace", *leftovers, "--wait=false", "--ignore-not-found")
         namespaces_gone(leftovers, 300.0)
 
-    holders = [
-        f"{s['metadata']['namespace']}/{s['metadata']['name']} ({p['nodePort']})"
-        for s in kube.list_json("services", None)
-        for p in s["spec"].get("ports", [])
-        if p.get("nodePort") in NODE_PORTS
-    ]
+    holders = kube.node_port_holders(NODE_PORTS)
     if holders:
         raise AssertionError(
             f"node ports {NODE_PORTS} must be free for the suite, but these Services hold them: "

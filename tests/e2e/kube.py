@@ -171,6 +171,17 @@ def wait_for(
 # --- ScaledApi children ----------------------------------------------------------------------------------
 
 
+def node_port_holders(ports: Iterable[int]) -> list[str]:
+    """The Services (namespace/name (port)) that hold any of these node ports, in any namespace."""
+    wanted = set(ports)
+    return [
+        f"{s['metadata']['namespace']}/{s['metadata']['name']} ({p['nodePort']})"
+        for s in list_json("services", None)
+        for p in s["spec"].get("ports", [])
+        if p.get("nodePort") in wanted
+    ]
+
+
 def selector(name: str, component: str | None = None) -> str:
     """Label selector of a ScaledApi's children (all of them, or one component)."""
     parts = {LABEL_NAME: "scaledapi", LABEL_INSTANCE: name}
