@@ -29,8 +29,8 @@ def _slice_port(endpoint_slice: Mapping[str, Any], fallback: int) -> int:
     return fallback
 
 
-def _ready(slices: Iterable[Mapping[str, Any]], fallback_port: int) -> list[Endpoint]:
-    """Ready endpoints (terminating pods are not), one per pod, deduplicated and sorted by address.
+def _collect(slices: Iterable[Mapping[str, Any]], fallback_port: int, condition: str) -> list[Endpoint]:
+    """Endpoints whose `condition` is true, one per pod, deduplicated and sorted by address.
 
     A pod shows up in one slice per address family on a dual-stack cluster; its IPv4 address wins.
     """
@@ -41,7 +41,7 @@ def _ready(slices: Iterable[Mapping[str, Any]], fallback_port: int) -> list[Endp
             continue
         port = _slice_port(endpoint_slice, fallback_port)
         for endpoint in endpoint_slice.get("endpoints") or []:
-            if (endpoint.get("conditions") or {}).get("ready") is not True:
+            if (endpoint.get("conditions") or {}).get(condition) is not True:
                 continue
             addresses = [Endpoint(ip=a, port=port) for a in endpoint.get("addresses") or [] if a]
             if not addresses:
@@ -54,6 +54,17 @@ def _ready(slices: Iterable[Mapping[str, Any]], fallback_port: int) -> list[Endp
             candidates = [*addresses, *([by_pod[pod]] if pod in by_pod else [])]
             by_pod[pod] = min(candidates, key=lambda e: _sort_key(e.ip))
     return sorted(set(by_pod.values()) | loose, key=lambda e: (*_sort_key(e.ip), e.port))
+
+
+def _ready(slices: Iterable[Mapping[str, Any]], fallback_port: int) -> list[Endpoint]:
+    """The ready endpoints; when none is ready, the serving ones, as kube-proxy does.
+
+    A terminating pod is never ready, but it is still serving while its preStop delay runs: with one
+    replica, a deleted pod keeps answering until its replacement is ready instead of leaving no
+    upstream at all. Serving-but-terminating endpoints are used only while no ready one exists.
+    """
+    slices = list(slices)
+    return _collect(slices, fallback_port, "ready") or _collect(slices, fallback_port, "serving")
 
 
 def ready_addresses(slices: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -36,13 +36,21 @@ from typing import Any, cast
 
 import kopf
 
-from scaledapi_operator import GROUP, KIND, PLURAL, VERSION
-from scaledapi_operator.builders.common import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
+from scaledapi_operator import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from scaledapi_operator.builders.common import (
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    Owner,
+    backend_name_of,
+)
+from scaledapi_operator.endpoints import SERVICE_NAME_LABEL
 from scaledapi_operator.kube import KINDS, Kube, load_config
 from scaledapi_operator.leadership import RETRY_SECONDS, Leadership
 from scaledapi_operator.reconcile import Outcome, Poster, Skipped, reconcile_by_name
 from scaledapi_operator.retry import RetryQueue
 from scaledapi_operator.status import Transition
+from scaledapi_operator.upstream import sync_upstream
 
 PREFIX = "scaledapi.dev"
 RESYNC_SECONDS = 30.0
@@ -180,6 +188,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     load_config()
     memo.kube = Kube()
     memo.retries = RetryQueue()
+    memo.background = set()
     memo.leadership = Leadership(
         memo.kube,
         namespace=os.environ.get("POD_NAMESPACE") or DEFAULT_OPERATOR_NAMESPACE,
@@ -304,9 +313,60 @@ def on_child_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) 
         _handle(memo, namespace, owner)
 
 
+def _keep(memo: Any, task: asyncio.Task[Any]) -> None:
+    # The event loop holds only weak references to tasks: keep each until it is done.
+    background: set[asyncio.Task[Any]] = memo.background
+    background.add(task)
+    task.add_done_callback(background.discard)
+
+
+def is_backend_slice(body: Mapping[str, Any], owner: str) -> bool:
+    """Whether this EndpointSlice is one of NAME-backend's (those of NAME-proxy feed no upstream)."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(SERVICE_NAME_LABEL) == backend_name_of(owner))
+
+
+def fast_path(kube: Kube, namespace: str, name: str, post: Poster) -> None:
+    """upstream.sync_upstream, and an event when it wrote a new upstream; never raises (the full
+    reconcile that follows has the retries)."""
+    try:
+        fast = sync_upstream(kube, namespace, name)
+    except Exception:
+        logger.exception("fast upstream write of %s/%s failed; the full reconcile follows", namespace, name)
+        return
+    if fast.written and fast.upstream is not None and fast.owner is not None:
+        message = f"nginx upstream now has {len(fast.upstream.endpoints)} ready endpoints"
+        post(event_body(fast.owner), Transition("Normal", "ProxyConfigUpdated", message))
+
+
+async def on_endpoint_slice_event(
+    body: Mapping[str, Any], namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """The fast path first (upstream.sync_upstream: the new upstream reaches nginx in two requests),
+    then the full reconcile for the status, in the background: kopf handles the next event of this
+    slice only once this handler returns, and the next change must not wait for a whole reconcile."""
+    owner = owner_name(body)
+    if namespace is None or owner is None:
+        return
+    if not _leads(memo):
+        _retries(memo).seen((namespace, owner))
+        return
+    post = direct_poster(_kube(memo))
+    if is_backend_slice(body, owner):
+        await asyncio.to_thread(fast_path, _kube(memo), namespace, owner, post)
+    full = asyncio.to_thread(attempt, _kube(memo), _retries(memo), namespace, owner, post)
+    _keep(memo, asyncio.create_task(full, name=f"reconcile {namespace}/{owner}"))
+
+
+def event_body(owner: Owner) -> dict[str, Any]:
+    """Enough of a ScaledApi for an event about it (`kubectl describe` matches events by uid)."""
+    meta = {"name": owner.name, "namespace": owner.namespace, "uid": owner.uid}
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta}
+
+
 for _resource in CHILD_RESOURCES:
     kopf.on.event(
         *_resource,
         id=f"child-{_resource[-1]}",
         labels={LABEL_MANAGED_BY: MANAGED_BY},
-    )(on_child_event)
+    )(on_endpoint_slice_event if _resource[-1] == "endpointslices" else on_child_event)

@@ -14,13 +14,12 @@ from kubernetes.client.exceptions import ApiException
 from scaledapi_operator import builders
 from scaledapi_operator.builders.common import BACKEND, PROXY, backend_name, proxy_name, proxy_status_name
 from scaledapi_operator.compare import differences, hand_added, is_subset, path_text, undo_patch
-from scaledapi_operator.endpoints import SERVICE_NAME_LABEL, ready_endpoints
 from scaledapi_operator.kube import HTTP_CONFLICT, Kube, error_message
-from scaledapi_operator.nginx_conf import Endpoint, config_hash, render_nginx_conf
 from scaledapi_operator.ownership import is_ours, ownership_conflict, with_other_owners
 from scaledapi_operator.spec import ScaledApiSpec, parse_spec
 from scaledapi_operator.spec_errors import SpecError
 from scaledapi_operator.status import Observed, Problem, Transition, compute_status, invalid_spec_status
+from scaledapi_operator.upstream import UPSTREAMS, Plan, Upstream, list_upstream, under_lock
 from scaledapi_proxy.report import removal_patch, stale_keys
 
 logger = logging.getLogger(__name__)
@@ -222,6 +221,28 @@ def _write_status(kube: Kube, body: Mapping[str, Any], status: dict[str, Any]) -
     return True
 
 
+def write_upstream(
+    kube: Kube, owner: builders.Owner, spec: ScaledApiSpec, *, slices_ours: bool
+) -> tuple[Upstream, Applied]:
+    """List the ready endpoints, render and apply ConfigMap NAME-proxy, under the fast path's lock, and
+    leave the fast path its plan (none while NAME-proxy or NAME-backend is not ours)."""
+    key = (owner.namespace, owner.name)
+    settings = builders.nginx_settings(spec)
+
+    def work() -> tuple[Upstream, Applied]:
+        upstream = list_upstream(kube, owner, settings, spec.backend.port, with_slices=slices_ours)
+        config = apply_child(kube, owner, builders.proxy_configmap(owner, upstream.text, upstream.digest))
+        ours = slices_ours and config.action not in (CONFLICT, FAILED, HELD) and config.obj is not None
+        plan = None
+        if ours and config.obj is not None:
+            uid = str(config.obj["metadata"]["uid"])
+            plan = Plan(owner, settings, spec.backend.port, uid, upstream.digest)
+        UPSTREAMS.remember(key, plan)
+        return upstream, config
+
+    return under_lock(key, work)
+
+
 def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now) -> Outcome:
     """Bring every child of the ScaledApi `body` to its desired state and write the status."""
     owner = owner_of(body)
@@ -232,26 +253,19 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         status, found = invalid_spec_status(owner.generation, str(error), previous, now())
         return Outcome(status, found, [], _write_status(kube, body, status))
 
-    # The backend Service first: only when it is ours are the EndpointSlices of NAME-backend our pods.
+    # The backend Deployment first: a new replica count (kubectl scale) is what a user waits for.
+    backend_deployment = apply_child(kube, owner, builders.backend_deployment(owner, spec))
+    # Then the backend Service: only when it is ours are the EndpointSlices of NAME-backend our pods.
     backend_service = apply_child(kube, owner, builders.backend_service(owner, spec))
-    endpoints: list[Endpoint] = []
-    if backend_service.action != CONFLICT:
-        # The nginx upstream: ready addresses of the backend's EndpointSlices, in a stable order.
-        slices = kube.list_objects(
-            "EndpointSlice", owner.namespace, f"{SERVICE_NAME_LABEL}={backend_name(owner)}"
-        )
-        endpoints = ready_endpoints(slices, spec.backend.port)
-    text = render_nginx_conf(builders.nginx_settings(spec), endpoints)
-    digest = config_hash(text)
+    upstream, config = write_upstream(kube, owner, spec, slices_ours=backend_service.action != CONFLICT)
 
     # Each child on its own: a refusal of one is recorded and the others are still reconciled.
-    account, role, reports, config = (
+    account, role, reports = (
         apply_child(kube, owner, child)
         for child in (
             builders.proxy_service_account(owner),
             builders.proxy_role(owner),
             builders.proxy_status_configmap(owner),
-            builders.proxy_configmap(owner, text, digest),
         )
     )
     # The nginx pods run as ServiceAccount NAME-proxy with Role NAME-proxy, read ConfigMap NAME-proxy
@@ -263,13 +277,13 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
     blockers = [item for item in (account, role, binding, reports, config) if item.action == CONFLICT]
     proxy_deployment = builders.proxy_deployment(owner, spec)
     applied = [
+        backend_deployment,
         backend_service,
         account,
         role,
         reports,
         config,
         binding,
-        apply_child(kube, owner, builders.backend_deployment(owner, spec)),
         held(proxy_deployment, blockers) if blockers else apply_child(kube, owner, proxy_deployment),
         apply_child(kube, owner, builders.proxy_service(owner, spec)),
         apply_child(kube, owner, builders.backend_network_policy(owner)),
@@ -299,8 +313,8 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         spec=spec,
         selector=builders.selector_string(owner, BACKEND),
         url=status_url(owner, spec),
-        config_hash=digest,
-        endpoints=[f"{e.ip}:{e.port}" for e in endpoints],
+        config_hash=upstream.digest,
+        endpoints=[f"{e.ip}:{e.port}" for e in upstream.endpoints],
         backend=by_key.get(("Deployment", backend_name(owner))),
         proxy=by_key.get(("Deployment", proxy_name(owner))),
         backend_pods=kube.list_objects("Pod", owner.namespace, builders.selector_string(owner, BACKEND)),
@@ -314,7 +328,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
     for item in applied:
         if item.action not in (UNCHANGED, CONFLICT, FAILED, HELD):
             logger.info("%s %s %s/%s %s", item.action, item.kind, owner.namespace, item.name, item.detail)
-    return Outcome(status, action_transitions(applied, len(endpoints)) + found, applied, written)
+    return Outcome(status, action_transitions(applied, len(upstream.endpoints)) + found, applied, written)
 
 
 class Locks:
@@ -375,6 +389,7 @@ def reconcile_by_name(kube: Kube, namespace: str, name: str, post: Poster) -> Ou
             body = kube.get_scaledapi(namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 LOCKS.forget(namespace, name)
+                UPSTREAMS.forget((namespace, name))
                 return GONE
             outcome = reconcile(kube, body)
     finally:

@@ -123,3 +123,19 @@ def test_hand_added_fields_and_the_patch_that_removes_them() -> None:
 def test_only_pod_template_and_service_specs_are_checked() -> None:
     desired = {"kind": "ConfigMap", "data": {"a": "1"}}
     assert hand_added(desired, {"kind": "ConfigMap", "data": {"a": "1", "b": "2"}}) == []
+
+
+def serving_ep(address: str, pod: str, serving: bool) -> dict[str, Any]:
+    """An endpoint of a terminating pod (never ready), still serving or not."""
+    endpoint = ep(address, False, pod, terminating=True)
+    endpoint["conditions"]["serving"] = serving
+    return endpoint
+
+
+def test_terminating_pods_still_serving_are_used_only_while_no_pod_is_ready() -> None:
+    """As kube-proxy: one replica deleted under load keeps answering until its replacement is ready."""
+    leaving = [slice_("IPv4", serving_ep("10.0.0.7", "old", True), serving_ep("10.0.0.8", "gone", False))]
+    assert ready_endpoints(leaving, 5252) == [Endpoint("10.0.0.7", 5252)]
+    replaced = [slice_("IPv4", serving_ep("10.0.0.7", "old", True), ep("10.0.0.3", True, "new"))]
+    assert ready_endpoints(replaced, 5252) == [Endpoint("10.0.0.3", 5252)]
+    assert ready_endpoints([slice_("IPv4", serving_ep("10.0.0.8", "gone", False))], 5252) == []

@@ -40,7 +40,12 @@ class Owner:
 
 
 def backend_name(owner: Owner) -> str:
-    return f"{owner.name}-backend"
+    return backend_name_of(owner.name)
+
+
+def backend_name_of(scaledapi: str) -> str:
+    """The backend Deployment and Service of the ScaledApi named `scaledapi`."""
+    return f"{scaledapi}-backend"
 
 
 def proxy_name(owner: Owner) -> str:

@@ -1,0 +1,187 @@
+"""The nginx upstream of a ScaledApi: rendered from its EndpointSlices and written into ConfigMap
+NAME-proxy, by the full reconcile and by a fast path for EndpointSlice changes.
+
+A full reconcile reads every child (about fifteen requests) and queues behind the reconcile already
+running; a pod that became Ready must reach nginx sooner than that. The fast path (`sync_upstream`)
+makes two requests: it lists the EndpointSlices of NAME-backend and, only when the text changed,
+patches NAME-proxy. What else it needs (the nginx settings, the backend port, the uid of our ConfigMap,
+the hash last written) is the `Plan` that the last full reconcile left; with no plan (the operator just
+started, or NAME-proxy is not ours) it writes nothing and the full reconcile decides.
+
+Both paths list the slices and write NAME-proxy under one lock per ScaledApi, so the later list is
+always the later write: a slow reconcile never puts back an upstream older than the fast path's.
+Requests coalesce as in reconcile.Locks: one runs, one waits, further ones are dropped, because the
+waiting one lists afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from kubernetes.client.exceptions import ApiException
+
+from scaledapi_operator import builders
+from scaledapi_operator.builders.common import backend_name, proxy_name
+from scaledapi_operator.endpoints import SERVICE_NAME_LABEL, ready_endpoints
+from scaledapi_operator.kube import Kube, error_message
+from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, config_hash, render_nginx_conf
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, ScaledApi name)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The rendered nginx config of one moment's ready endpoints."""
+
+    endpoints: list[Endpoint]
+    text: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the fast path needs besides the slices, as the last full reconcile left it."""
+
+    owner: builders.Owner
+    settings: NginxSettings
+    backend_port: int
+    configmap_uid: str
+    written_digest: str
+
+
+class UpstreamLocks:
+    """One write lock and one remembered Plan per ScaledApi, with coalescing of waiting requests."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[Key, threading.Lock] = {}
+        self._waiting: set[Key] = set()
+        self._plans: dict[Key, Plan] = {}
+
+    def of(self, key: Key) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def try_wait(self, key: Key) -> bool:
+        """Become the one waiting request; False when another request is already waiting."""
+        with self._guard:
+            if key in self._waiting:
+                return False
+            self._waiting.add(key)
+            return True
+
+    def started(self, key: Key) -> None:
+        with self._guard:
+            self._waiting.discard(key)
+
+    def plan(self, key: Key) -> Plan | None:
+        with self._guard:
+            return self._plans.get(key)
+
+    def remember(self, key: Key, plan: Plan | None) -> None:
+        """Keep `plan` for the fast path; None forgets it (NAME-proxy not ours, or not written)."""
+        with self._guard:
+            if plan is None:
+                self._plans.pop(key, None)
+            else:
+                self._plans[key] = plan
+
+    def forget(self, key: Key) -> None:
+        """The ScaledApi is gone: drop everything kept for it."""
+        with self._guard:
+            self._plans.pop(key, None)
+            self._locks.pop(key, None)
+
+
+UPSTREAMS = UpstreamLocks()
+
+
+def list_upstream(
+    kube: Kube, owner: builders.Owner, settings: NginxSettings, backend_port: int, *, with_slices: bool
+) -> Upstream:
+    """The config for the ready endpoints now; with_slices=False (NAME-backend is not ours, so its
+    slices are not our pods) renders the no-backend config without asking."""
+    endpoints: list[Endpoint] = []
+    if with_slices:
+        selector = f"{SERVICE_NAME_LABEL}={backend_name(owner)}"
+        slices = kube.list_objects("EndpointSlice", owner.namespace, selector)
+        endpoints = ready_endpoints(slices, backend_port)
+    text = render_nginx_conf(settings, endpoints)
+    return Upstream(endpoints, text, config_hash(text))
+
+
+@dataclass(frozen=True)
+class FastOutcome:
+    """What sync_upstream did: written (a new text patched), unchanged, or not done (why)."""
+
+    written: bool
+    skipped: str = ""  # "no plan", "coalesced", or the refusal that made the plan useless
+    upstream: Upstream | None = None
+    owner: builders.Owner | None = None
+
+
+def _fast_write(kube: Kube, key: Key, plan: Plan) -> FastOutcome:
+    upstream = list_upstream(kube, plan.owner, plan.settings, plan.backend_port, with_slices=True)
+    if upstream.digest == plan.written_digest:
+        return FastOutcome(written=False, upstream=upstream, owner=plan.owner)
+    desired = builders.proxy_configmap(plan.owner, upstream.text, upstream.digest)
+    # The uid makes the patch apply only to the ConfigMap the reconcile found to be ours: one that was
+    # deleted and made again by someone else is refused (uid is immutable) instead of overwritten.
+    desired["metadata"]["uid"] = plan.configmap_uid
+    try:
+        patched = kube.patch("ConfigMap", plan.owner.namespace, proxy_name(plan.owner), desired)
+    except ApiException as error:
+        UPSTREAMS.remember(key, None)
+        return FastOutcome(written=False, skipped=error_message(error))
+    if patched is None:  # gone: the full reconcile creates it again
+        UPSTREAMS.remember(key, None)
+        return FastOutcome(written=False, skipped="ConfigMap gone")
+    UPSTREAMS.remember(key, _replace_digest(plan, upstream.digest))
+    return FastOutcome(written=True, upstream=upstream, owner=plan.owner)
+
+
+def _replace_digest(plan: Plan, digest: str) -> Plan:
+    return Plan(plan.owner, plan.settings, plan.backend_port, plan.configmap_uid, digest)
+
+
+def sync_upstream(kube: Kube, namespace: str, name: str) -> FastOutcome:
+    """The fast path: write NAME-proxy from the slices now, if the last reconcile left a plan.
+
+    Errors without an answer from the API server (timeouts) raise; the caller's full reconcile, which
+    follows every fast pass, is retried with backoff as always.
+    """
+    key = (namespace, name)
+    if UPSTREAMS.plan(key) is None:
+        return FastOutcome(written=False, skipped="no plan")
+    if not UPSTREAMS.try_wait(key):
+        return FastOutcome(written=False, skipped="coalesced")
+    try:
+        with UPSTREAMS.of(key):
+            UPSTREAMS.started(key)
+            plan = UPSTREAMS.plan(key)  # the reconcile may have changed or dropped it meanwhile
+            if plan is None:
+                return FastOutcome(written=False, skipped="no plan")
+            outcome = _fast_write(kube, key, plan)
+    finally:
+        UPSTREAMS.started(key)
+    if outcome.written and outcome.upstream is not None:
+        logger.info(
+            "%s/%s: upstream now has %d ready endpoints (fast path)",
+            namespace,
+            name,
+            len(outcome.upstream.endpoints),
+        )
+    return outcome
+
+
+def under_lock(key: Key, work: Callable[[], T]) -> T:
+    """Run the full reconcile's list-render-write of NAME-proxy under the fast path's lock."""
+    with UPSTREAMS.of(key):
+        return work()
