@@ -82,3 +82,40 @@ def test_no_failed_request(namespace: str, name: str) -> None:
         f"timeline: {timeline}"
     )
     assert summary["rate_per_second"] >= MIN_RATE, f"the client managed only {summary['rate_per_second']}/s"
+
+
+def test_the_only_copy_deleted_under_load_loses_no_request(namespace: str, name: str) -> None:
+    """One replica, its pod deleted: while no pod is ready, nginx keeps sending to the terminating pod,
+    which still serves through its preStop delay (as kube-proxy does), until the replacement is ready.
+    The delay must outlast the replacement's start: 10 s here, for a pod that is ready in about 3."""
+    kube.apply(sapi.manifest(namespace, replicas=1, backend={"terminationDelaySeconds": 10}))
+    sapi.wait_serving(namespace, name, 1)
+    (victim,) = [p.name for p in kube.active_pods(namespace, name)]
+
+    with traffic.Load(rate=50, workers=4, max_seconds=120, max_requests=6_000) as load:
+        kube.wait_for(lambda: load.sent >= 25, 30.0, 0.2, what="the load to start")
+        deleted = time.monotonic()
+        kube.kubectl("delete", "pod", victim, "-n", namespace, "--wait=false")
+
+        def replaced() -> bool:
+            served = load.served_since(deleted)
+            return any(instance != victim for instance in served)
+
+        kube.wait_for(
+            replaced,
+            60.0,
+            0.2,
+            what="the replacement pod to serve",
+            describe=lambda: f"{sapi.describe(namespace, name)}; {load.summary()}",
+        )
+        switched = time.monotonic() - deleted
+        # The old pod served until then; a stretch of traffic after, while it finishes terminating.
+        kube.wait_for(lambda: victim not in {p.name for p in kube.pods(namespace, name)}, 60.0, 0.5)
+        after = time.monotonic()
+        kube.wait_for(lambda: sum(load.served_since(after).values()) >= 50, 30.0, 0.2)
+
+    summary = load.summary()
+    figures.record("3 zero downtime", "one copy deleted: requests", summary)
+    figures.record("3 zero downtime", "one copy deleted: replacement serving after s", round(switched, 2))
+    failures = load.failures()
+    assert not failures, f"{len(failures)} of {summary['sent']} requests failed:\n{load.describe_failures()}"
