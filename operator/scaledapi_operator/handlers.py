@@ -45,7 +45,7 @@ from scaledapi_operator.builders.common import (
     backend_name_of,
 )
 from scaledapi_operator.endpoints import SERVICE_NAME_LABEL
-from scaledapi_operator.kube import KINDS, Kube, load_config
+from scaledapi_operator.kube import KINDS, Kube
 from scaledapi_operator.leadership import RETRY_SECONDS, Leadership
 from scaledapi_operator.reconcile import Outcome, Poster, Skipped, reconcile_by_name
 from scaledapi_operator.retry import RetryQueue
@@ -185,7 +185,6 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     apply_settings(settings)
     logging.getLogger("kopf.objects").addFilter(QuietChildSuccesses())
-    load_config()
     memo.kube = Kube()
     memo.retries = RetryQueue()
     memo.background = set()

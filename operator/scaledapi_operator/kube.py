@@ -1,18 +1,18 @@
 """All Kubernetes API I/O of the operator, as plain JSON dicts.
 
-Requests go through the official client's ApiClient (auth, TLS, retries of the connection pool) but
-bodies stay raw JSON, exactly as the API server sends them, so that desired-vs-actual comparisons see
-what the server stored. 404 and 409 are handled here on purpose:
+Requests go through apiserver.Transport (the standard library, kept-alive connections) and bodies stay
+raw JSON, exactly as the API server sends them, so that desired-vs-actual comparisons see what the
+server stored. 404 and 409 are handled here on purpose:
 
 * get: 404 -> None
 * create: 409 (already exists) -> None; the caller re-gets and compares
 * patch: 404 -> None (deleted meanwhile; the caller creates it on the next pass)
 * delete: 404 -> fine
 
-Every request has a deadline (REQUEST_TIMEOUT_SECONDS, the client's `_request_timeout`): a request the
-API server never answers fails with a timeout instead of holding a reconcile (and its lock) for ever.
-Any other error answer is raised as the client's ApiException; `error_message` gives the API server's own
-words for it (the `message` of its Status object), for conditions and logs.
+Every request has a deadline (REQUEST_TIMEOUT_SECONDS for each blocking step): a request the API server
+never answers fails with a timeout (an OSError) instead of holding a reconcile (and its lock) for ever.
+Any other error answer is raised as ApiError; `error_message` gives the API server's own words for it
+(the `message` of its Status object), for conditions and logs.
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ import os
 import socket
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
-
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+from urllib.parse import quote, urlencode
 
 from scaledapi_operator import API_VERSION, KIND, PLURAL
+from scaledapi_operator.apiserver import Endpoint, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +72,19 @@ KINDS: dict[str, Kind] = {
 }
 
 
-def error_message(error: ApiException) -> str:
+class ApiError(Exception):
+    """The API server answered with an error status; `body` is its Status object as text, if any."""
+
+    def __init__(self, status: int, reason: str = "", body: str | None = None) -> None:
+        super().__init__(f"({status}) {reason}".strip())
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+
+def error_message(error: ApiError) -> str:
     """The API server's explanation of a refusal: `CODE Reason: message` from its Status object."""
-    text = error.body.decode("utf-8", "replace") if isinstance(error.body, bytes) else error.body
+    text = error.body
     message = ""
     reason = ""
     try:
@@ -90,22 +98,15 @@ def error_message(error: ApiException) -> str:
     return f"{head}: {message}" if message else head
 
 
-def load_config() -> None:
-    """In-cluster credentials in the pod, the kubeconfig elsewhere."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-
-
 class Kube:
-    """A thin JSON client; one instance per operator process (thread-safe like urllib3's pool)."""
+    """A thin JSON client; one instance per operator process (thread-safe, as its Transport)."""
 
-    def __init__(
-        self, api_client: client.ApiClient | None = None, timeout: float = REQUEST_TIMEOUT_SECONDS
-    ) -> None:
-        self.api = api_client or client.ApiClient()
-        self.timeout = timeout
+    def __init__(self, transport: Transport | None = None) -> None:
+        self.transport = transport or Transport(Endpoint.from_environment(), REQUEST_TIMEOUT_SECONDS)
+
+    @property
+    def timeout(self) -> float:
+        return self.transport.timeout
 
     def _request(
         self,
@@ -116,24 +117,15 @@ class Kube:
         content_type: str | None = None,
         query: list[tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
-        headers = {"Accept": "application/json"}
+        if query:
+            path = f"{path}?{urlencode(query)}"
+        payload = None if body is None else json.dumps(body).encode("utf-8")
         if body is not None:
-            headers["Content-Type"] = content_type or "application/json"
-        _, url, header_params, serialized, _ = self.api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=query or None,
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = self.api.call_api(
-            method, url, header_params=header_params, body=serialized, _request_timeout=self.timeout
-        )
-        data = response.read()  # type: ignore[no-untyped-call]
-        if not 200 <= response.status <= 299:
-            text = data.decode("utf-8", "replace") if data else None
-            raise ApiException.from_response(http_resp=response, body=text, data=None)
+            content_type = content_type or "application/json"
+        answer = self.transport.request(method, path, payload, content_type)
+        data = answer.body
+        if not 200 <= answer.status <= 299:
+            raise ApiError(answer.status, answer.reason, data.decode("utf-8", "replace") if data else None)
         if not data:
             return {}
         result: dict[str, Any] = json.loads(data)
@@ -144,7 +136,7 @@ class Kube:
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self._request("GET", KINDS[kind].item(namespace, name))
-        except ApiException as error:
+        except ApiError as error:
             if error.status == HTTP_NOT_FOUND:
                 return None
             raise
@@ -154,7 +146,7 @@ class Kube:
         meta = body["metadata"]
         try:
             return self._request("POST", KINDS[body["kind"]].collection(meta["namespace"]), body=body)
-        except ApiException as error:
+        except ApiError as error:
             if error.status == HTTP_CONFLICT:
                 return None
             raise
@@ -167,7 +159,7 @@ class Kube:
             return self._request(
                 "PATCH", KINDS[kind].item(namespace, name), body=patch, content_type=content_type
             )
-        except ApiException as error:
+        except ApiError as error:
             if error.status == HTTP_NOT_FOUND:
                 return None
             raise
@@ -180,7 +172,7 @@ class Kube:
         body = {**patch, "metadata": {**patch.get("metadata", {}), "resourceVersion": resource_version}}
         try:
             return self.patch(kind, namespace, name, body)
-        except ApiException as error:
+        except ApiError as error:
             if error.status == HTTP_CONFLICT:
                 return None
             raise
@@ -196,7 +188,7 @@ class Kube:
             options["preconditions"] = {"uid": uid}
         try:
             self._request("DELETE", KINDS[kind].item(namespace, name), body=options)
-        except ApiException as error:
+        except ApiError as error:
             if error.status != HTTP_NOT_FOUND:
                 raise
 
@@ -225,7 +217,7 @@ class Kube:
                 body={"status": status},
                 content_type=MERGE_PATCH,
             )
-        except ApiException as error:
+        except ApiError as error:
             if error.status == HTTP_NOT_FOUND:
                 return None
             raise
@@ -255,5 +247,5 @@ class Kube:
         }
         try:
             self._request("POST", KINDS["Event"].collection(meta["namespace"]), body=event)
-        except ApiException as error:  # an event is best effort; never fail a reconcile for it
+        except ApiError as error:  # an event is best effort; never fail a reconcile for it
             logger.warning("could not post event %s on %s: %s", reason, meta["name"], error.status)

@@ -25,13 +25,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
-
-from scaledapi_operator.kube import Kube
+from scaledapi_operator.kube import ApiError, Kube
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +102,7 @@ class Leadership:
             return False
         try:
             self._try()
-        except (ApiException, HTTPError, OSError) as error:
+        except (ApiError, HTTPException, OSError) as error:
             # Leadership is not given up on one failed request: the renew deadline decides.
             logger.warning("lease %s/%s: %s", self.namespace, LEASE_NAME, error)
         if self.leading and self._monotonic() - self._renewed_at > RENEW_DEADLINE_SECONDS:
@@ -127,7 +125,7 @@ class Leadership:
                 self._seen.resource_version,
                 {"spec": {"holderIdentity": None}},
             )
-        except (ApiException, HTTPError, OSError) as error:
+        except (ApiError, HTTPException, OSError) as error:
             logger.warning("lease %s/%s not released: %s", self.namespace, LEASE_NAME, error)
 
     def _try(self) -> None:

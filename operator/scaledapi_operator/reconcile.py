@@ -9,12 +9,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from scaledapi_operator import builders
 from scaledapi_operator.builders.common import BACKEND, PROXY, backend_name, proxy_name, proxy_status_name
 from scaledapi_operator.compare import differences, hand_added, is_subset, path_text, undo_patch
-from scaledapi_operator.kube import HTTP_CONFLICT, Kube, error_message
+from scaledapi_operator.kube import HTTP_CONFLICT, ApiError, Kube, error_message
 from scaledapi_operator.ownership import is_ours, ownership_conflict, with_other_owners
 from scaledapi_operator.spec import ScaledApiSpec, parse_spec
 from scaledapi_operator.spec_errors import SpecError
@@ -74,7 +72,7 @@ def owner_of(body: Mapping[str, Any]) -> builders.Owner:
 
 
 def apply(kube: Kube, owner: builders.Owner, desired: dict[str, Any]) -> Applied:
-    """get -> compare -> create / patch / nothing, for one child. Raises ApiException when refused."""
+    """get -> compare -> create / patch / nothing, for one child. Raises ApiError when refused."""
     kind, name = desired["kind"], desired["metadata"]["name"]
     actual = kube.get(kind, owner.namespace, name)
     for _ in range(CREATE_ATTEMPTS):
@@ -113,11 +111,11 @@ def apply_child(kube: Kube, owner: builders.Owner, desired: dict[str, Any]) -> A
     a refused connection) still raise: the API server is unreachable and the whole pass is retried."""
     try:
         return apply(kube, owner, desired)
-    except ApiException as error:
+    except ApiError as error:
         return refused(owner, desired["kind"], desired["metadata"]["name"], "applied", error)
 
 
-def refused(owner: builders.Owner, kind: str, name: str, what: str, error: ApiException) -> Applied:
+def refused(owner: builders.Owner, kind: str, name: str, what: str, error: ApiError) -> Applied:
     """The API server's answer to a request for one child, as a FAILED child with a Degraded reason."""
     reason = CHILD_REJECTED if 400 <= (error.status or 0) < 500 else CHILD_APPLY_FAILED
     message = f"{kind}/{name} was not {what}: {error_message(error)}"
@@ -139,7 +137,7 @@ def remove(kube: Kube, owner: builders.Owner, kind: str, name: str) -> Applied:
         if actual is None or not is_ours(actual, owner):
             return Applied(kind, name, UNCHANGED, None)
         kube.delete(kind, owner.namespace, name, uid=actual["metadata"].get("uid"))
-    except ApiException as error:
+    except ApiError as error:
         return refused(owner, kind, name, "deleted", error)
     return Applied(kind, name, DELETED, None)
 
@@ -181,7 +179,7 @@ def sweep_proxy_reports(
     patch = removal_patch(stale, status_cm["metadata"]["resourceVersion"])
     try:
         kube.patch("ConfigMap", owner.namespace, proxy_status_name(owner), patch)
-    except ApiException as error:
+    except ApiError as error:
         if error.status != HTTP_CONFLICT:
             raise
         return

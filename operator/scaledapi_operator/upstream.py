@@ -22,12 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from kubernetes.client.exceptions import ApiException
-
 from scaledapi_operator import builders
 from scaledapi_operator.builders.common import backend_name, proxy_name
 from scaledapi_operator.endpoints import SERVICE_NAME_LABEL, ready_endpoints
-from scaledapi_operator.kube import Kube, error_message
+from scaledapi_operator.kube import ApiError, Kube, error_message
 from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, config_hash, render_nginx_conf
 
 logger = logging.getLogger(__name__)
@@ -137,7 +135,7 @@ def _fast_write(kube: Kube, key: Key, plan: Plan) -> FastOutcome:
     desired["metadata"]["uid"] = plan.configmap_uid
     try:
         patched = kube.patch("ConfigMap", plan.owner.namespace, proxy_name(plan.owner), desired)
-    except ApiException as error:
+    except ApiError as error:
         UPSTREAMS.remember(key, None)
         return FastOutcome(written=False, skipped=error_message(error))
     if patched is None:  # gone: the full reconcile creates it again

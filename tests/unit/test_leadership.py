@@ -12,7 +12,6 @@ import datetime
 from typing import Any, cast
 
 import pytest
-from urllib3.exceptions import ReadTimeoutError
 
 from scaledapi_operator.kube import Kube
 from scaledapi_operator.leadership import LEASE_NAME, LEASE_SECONDS, RENEW_DEADLINE_SECONDS, Leadership
@@ -31,7 +30,7 @@ class LeaseServer:
 
     def _check(self) -> None:
         if self.down:
-            raise ReadTimeoutError(None, "/apis/coordination.k8s.io", "Read timed out.")  # type: ignore[arg-type]
+            raise TimeoutError("/apis/coordination.k8s.io: timed out")
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         self._check()

@@ -9,10 +9,9 @@ import json
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from scaledapi_operator.handlers import owner_name
-from scaledapi_operator.kube import Kube
+from scaledapi_operator.kube import ApiError, Kube
 from scaledapi_operator.ownership import ADOPT_ANNOTATION
 from scaledapi_operator.reconcile import (
     ADOPTED,
@@ -41,10 +40,10 @@ def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def refusal(status: int, message: str, reason: str = "Invalid") -> ApiException:
+def refusal(status: int, message: str, reason: str = "Invalid") -> ApiError:
     """An error answer of the API server, with its Status object as the body."""
     body = json.dumps({"kind": "Status", "status": "Failure", "message": message, "reason": reason})
-    return ApiException(status=status, reason=reason, body=body)
+    return ApiError(status=status, reason=reason, body=body)
 
 
 class FakeKube(Kube):
@@ -479,7 +478,7 @@ def test_a_name_the_services_refuse_still_gets_a_status() -> None:
         (refusal(500, 'failed calling webhook "x"', "InternalError"), "ChildApplyFailed"),
     ],
 )
-def test_refusals_and_failures_of_a_patch(error: ApiException, reason: str) -> None:
+def test_refusals_and_failures_of_a_patch(error: ApiError, reason: str) -> None:
     kube = FakeKube()
     first = reconcile(kube, scaledapi(), now=lambda: NOW)
     kube.objects[("Service", "demo", "hello-proxy")]["spec"]["type"] = "ClusterIP"  # drift

@@ -10,7 +10,6 @@ from typing import Any
 
 import kopf
 import pytest
-from urllib3.exceptions import ReadTimeoutError
 
 from scaledapi_operator import handlers
 from scaledapi_operator.retry import Backoff, RetryQueue
@@ -74,8 +73,8 @@ def child_event_body() -> dict[str, Any]:
     return {"kind": "Pod", "metadata": {"name": "hello-backend-x", "ownerReferences": [owner]}}
 
 
-def timeout() -> ReadTimeoutError:
-    return ReadTimeoutError(None, "/apis/scaledapi.dev", "Read timed out. (read timeout=10.0)")  # type: ignore[arg-type]
+def timeout() -> TimeoutError:
+    return TimeoutError("/apis/scaledapi.dev: timed out")
 
 
 # --- the queue ---------------------------------------------------------------------------------------------
