@@ -49,6 +49,7 @@ from scaledapi_operator.kube import KINDS, Kube
 from scaledapi_operator.leadership import RETRY_SECONDS, Leadership
 from scaledapi_operator.reconcile import Outcome, Poster, Skipped, reconcile_by_name
 from scaledapi_operator.retry import RetryQueue
+from scaledapi_operator.seen import RESUMED, SEEN, Trigger, child_event
 from scaledapi_operator.status import Transition
 from scaledapi_operator.upstream import sync_upstream
 
@@ -135,7 +136,9 @@ def direct_poster(kube: Kube) -> Poster:
     return post
 
 
-def attempt(kube: Kube, retries: RetryQueue, namespace: str, name: str, post: Poster) -> Outcome | None:
+def attempt(
+    kube: Kube, retries: RetryQueue, namespace: str, name: str, post: Poster, trigger: Trigger = None
+) -> Outcome | None:
     """Reconcile one ScaledApi and record the result for the retry loop; never raises.
 
     A pass in which the API server refused or failed a child (its status says which and why) or which
@@ -144,7 +147,7 @@ def attempt(kube: Kube, retries: RetryQueue, namespace: str, name: str, post: Po
     key = (namespace, name)
     retries.seen(key)
     try:
-        outcome = reconcile_by_name(kube, namespace, name, post)
+        outcome = reconcile_by_name(kube, namespace, name, post, trigger)
     except Exception:
         delay = retries.failed(key)
         logger.exception("reconcile of %s/%s failed; next try in %.0f s", namespace, name, delay)
@@ -264,12 +267,12 @@ async def _retry_forever(memo: Any) -> None:
             logger.exception("retry pass failed")
 
 
-def _handle(memo: Any, namespace: str | None, name: str) -> None:
+def _handle(memo: Any, namespace: str | None, name: str, trigger: Trigger = None) -> None:
     """Every handler's path: the leader reconciles, a standby only notes the ScaledApi for later."""
     if namespace is None:
         return
     if _leads(memo):
-        attempt(_kube(memo), _retries(memo), namespace, name, kopf_post)
+        attempt(_kube(memo), _retries(memo), namespace, name, kopf_post, trigger)
     else:
         _retries(memo).seen((namespace, name))
 
@@ -286,7 +289,8 @@ def on_update(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-on-resume")
 def on_resume(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    _handle(memo, namespace, name)
+    # Explained once any pass finished since the start (a child's replayed event may come first).
+    _handle(memo, namespace, name, RESUMED)
 
 
 def owner_name(body: Mapping[str, Any]) -> str | None:
@@ -305,11 +309,13 @@ def owner_name(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def on_child_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+def on_child_event(
+    body: kopf.Body, namespace: str | None, memo: Any, type: str | None = None, **_: Any
+) -> None:
     owner = owner_name(body)
     if owner is not None:
         # kopf never retries an event handler: a failure is recorded and retried by the retry loop.
-        _handle(memo, namespace, owner)
+        _handle(memo, namespace, owner, child_event(body, type))
 
 
 def _keep(memo: Any, task: asyncio.Task[Any]) -> None:
@@ -339,7 +345,7 @@ def fast_path(kube: Kube, namespace: str, name: str, post: Poster) -> None:
 
 
 async def on_endpoint_slice_event(
-    body: Mapping[str, Any], namespace: str | None, memo: Any, **_: Any
+    body: Mapping[str, Any], namespace: str | None, memo: Any, type: str | None = None, **_: Any
 ) -> None:
     """The fast path first (upstream.sync_upstream: the new upstream reaches nginx in two requests),
     then the full reconcile for the status, in the background: kopf handles the next event of this
@@ -350,10 +356,13 @@ async def on_endpoint_slice_event(
     if not _leads(memo):
         _retries(memo).seen((namespace, owner))
         return
+    trigger = child_event(body, type)
+    if SEEN.explains((namespace, owner), trigger):
+        return  # the last pass listed this very slice: nothing for nginx or the status
     post = direct_poster(_kube(memo))
     if is_backend_slice(body, owner):
         await asyncio.to_thread(fast_path, _kube(memo), namespace, owner, post)
-    full = asyncio.to_thread(attempt, _kube(memo), _retries(memo), namespace, owner, post)
+    full = asyncio.to_thread(attempt, _kube(memo), _retries(memo), namespace, owner, post, trigger)
     _keep(memo, asyncio.create_task(full, name=f"reconcile {namespace}/{owner}"))
 
 

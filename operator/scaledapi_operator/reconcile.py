@@ -14,6 +14,7 @@ from scaledapi_operator.builders.common import BACKEND, PROXY, backend_name, pro
 from scaledapi_operator.compare import differences, hand_added, is_subset, path_text, undo_patch
 from scaledapi_operator.kube import HTTP_CONFLICT, ApiError, Kube, error_message
 from scaledapi_operator.ownership import is_ours, ownership_conflict, with_other_owners
+from scaledapi_operator.seen import SEEN, Trigger
 from scaledapi_operator.spec import ScaledApiSpec, parse_spec
 from scaledapi_operator.spec_errors import SpecError
 from scaledapi_operator.status import Observed, Problem, Transition, compute_status, invalid_spec_status
@@ -323,6 +324,11 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
     status, found = compute_status(observed, previous, now())
     found += deprecations(spec, owner.generation, previous)
     written = _write_status(kube, body, status)
+    # Everything this pass read or wrote: the watch events that only echo it trigger no other pass.
+    key = (owner.namespace, owner.name)
+    SEEN.saw(key, [item.obj for item in applied])
+    SEEN.saw_all(key, "Pod", [*proxy_pods, *observed.backend_pods])
+    SEEN.saw_all(key, "EndpointSlice", upstream.slices)
     for item in applied:
         if item.action not in (UNCHANGED, CONFLICT, FAILED, HELD):
             logger.info("%s %s %s/%s %s", item.action, item.kind, owner.namespace, item.name, item.detail)
@@ -333,29 +339,39 @@ class Locks:
     """One lock per ScaledApi, so that two reconciles of the same object never interleave.
 
     Requests coalesce: while one reconcile runs, at most one more waits; any further request is
-    dropped, because the waiting one reads everything afresh after the running one finishes.
+    dropped, because the waiting one reads everything afresh after the running one finishes. The
+    waiting one takes the triggers of those dropped with it: when the pass before it explains every one
+    of them (seen.SEEN), it has nothing left to do.
     """
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._waiting: set[tuple[str, str]] = set()
+        self._waiting: dict[tuple[str, str], list[Trigger]] = {}
 
     def of(self, namespace: str, name: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault((namespace, name), threading.Lock())
 
-    def try_wait(self, namespace: str, name: str) -> bool:
-        """Become the one waiting request; False when another request is already waiting."""
+    def try_wait(self, namespace: str, name: str, trigger: Trigger = None) -> bool:
+        """Become the one waiting request; False when another request is already waiting (it takes
+        this trigger along)."""
         with self._guard:
-            if (namespace, name) in self._waiting:
+            waiting = self._waiting.get((namespace, name))
+            if waiting is not None:
+                waiting.append(trigger)
                 return False
-            self._waiting.add((namespace, name))
+            self._waiting[(namespace, name)] = [trigger]
             return True
 
-    def started(self, namespace: str, name: str) -> None:
+    def waiting(self, namespace: str, name: str) -> bool:
         with self._guard:
-            self._waiting.discard((namespace, name))
+            return (namespace, name) in self._waiting
+
+    def started(self, namespace: str, name: str) -> list[Trigger]:
+        """The waiting request holds the lock now: the triggers it stands for."""
+        with self._guard:
+            return self._waiting.pop((namespace, name), [])
 
     def forget(self, namespace: str, name: str) -> None:
         with self._guard:
@@ -367,31 +383,40 @@ LOCKS = Locks()
 
 @dataclass(frozen=True)
 class Skipped:
-    """reconcile_by_name did not reconcile: the ScaledApi is gone (or being deleted), or another request
-    for it is already waiting and will reconcile it afresh."""
+    """reconcile_by_name did not reconcile: the ScaledApi is gone (or being deleted), another request
+    for it is already waiting and will reconcile it afresh, or an earlier pass saw what triggered it."""
 
     gone: bool
+    reason: str = ""
 
 
-GONE = Skipped(gone=True)
-COALESCED = Skipped(gone=False)
+GONE = Skipped(gone=True, reason="gone")
+COALESCED = Skipped(gone=False, reason="coalesced")
+EXPLAINED = Skipped(gone=False, reason="explained")
 
 
-def reconcile_by_name(kube: Kube, namespace: str, name: str, post: Poster) -> Outcome | Skipped:
-    """Re-read the ScaledApi under its lock (a fresh body, not a stale event), reconcile, post events."""
-    if not LOCKS.try_wait(namespace, name):
+def reconcile_by_name(
+    kube: Kube, namespace: str, name: str, post: Poster, trigger: Trigger = None
+) -> Outcome | Skipped:
+    """Re-read the ScaledApi under its lock (a fresh body, not a stale event), reconcile, post events.
+    No pass when an earlier one already saw what `trigger` (and every trigger coalesced with it) says."""
+    key = (namespace, name)
+    if SEEN.explains(key, trigger):
+        return EXPLAINED
+    if not LOCKS.try_wait(namespace, name, trigger):
         return COALESCED
-    try:
-        with LOCKS.of(namespace, name):
-            LOCKS.started(namespace, name)
-            body = kube.get_scaledapi(namespace, name)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                LOCKS.forget(namespace, name)
-                UPSTREAMS.forget((namespace, name))
-                return GONE
-            outcome = reconcile(kube, body)
-    finally:
-        LOCKS.started(namespace, name)
+    with LOCKS.of(namespace, name):
+        triggers = LOCKS.started(namespace, name)
+        if triggers and all(SEEN.explains(key, each) for each in triggers):
+            return EXPLAINED
+        body = kube.get_scaledapi(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            LOCKS.forget(namespace, name)
+            UPSTREAMS.forget(key)
+            SEEN.forget(key)
+            return GONE
+        outcome = reconcile(kube, body)
+        SEEN.finished(key)
     for transition in outcome.transitions:
         post(body, transition)
     return outcome

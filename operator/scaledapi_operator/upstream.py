@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from scaledapi_operator import builders
 from scaledapi_operator.builders.common import backend_name, proxy_name
@@ -41,6 +41,7 @@ class Upstream:
     endpoints: list[Endpoint]
     text: str
     digest: str
+    slices: list[dict[str, Any]] = field(default_factory=list)  # the EndpointSlices it was made of
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,13 @@ def list_upstream(
     """The config for the ready endpoints now; with_slices=False (NAME-backend is not ours, so its
     slices are not our pods) renders the no-backend config without asking."""
     endpoints: list[Endpoint] = []
+    slices: list[dict[str, Any]] = []
     if with_slices:
         selector = f"{SERVICE_NAME_LABEL}={backend_name(owner)}"
         slices = kube.list_objects("EndpointSlice", owner.namespace, selector)
         endpoints = ready_endpoints(slices, backend_port)
     text = render_nginx_conf(settings, endpoints)
-    return Upstream(endpoints, text, config_hash(text))
+    return Upstream(endpoints, text, config_hash(text), slices)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@
    last tenth against its first, the larger pod).
 
 The operator goes back to the manifest's replicas in any case. Client-side throttling: the operator's
-Python kubernetes client has no client-side rate limiter (client-go's default QPS 5 / burst 10 does not
+standard-library client has no client-side rate limiter (client-go's default QPS 5 / burst 10 does not
 apply), so no request waits on the client; the report says so rather than measuring zero.
 """
 
@@ -41,7 +41,7 @@ CREATE_CHUNK = 100
 CREATE_PARALLEL = 4
 POLL_S = 2.0
 THROTTLING_NOTE = (
-    "client-side throttling: none possible, the operator's Python kubernetes client (kopf's too) has no "
+    "client-side throttling: none possible, the operator's standard-library client (kopf's aiohttp too) has no "
     "client-side rate limiter, unlike client-go (QPS 5, burst 10 by default)"
 )
 META_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
