@@ -6,11 +6,12 @@ Run with: kopf run --standalone --all-namespaces --liveness=http://0.0.0.0:8080/
 * create / update (of .spec) / resume of a ScaledApi reconcile it.
 * Events of any child (labelled managed-by=scaledapi-operator, filtered by the API server) reconcile
   the owning ScaledApi: drift is undone within seconds and EndpointSlice changes reach nginx at once.
-* A resync every RESYNC_SECONDS reconciles every known ScaledApi (each one a handler was called for;
-  at startup kopf resumes all) as a backstop, without listing ScaledApis cluster-wide, which the
-  namespaced install does not allow. It is an operator-wide task and not a kopf timer, because kopf
-  puts a finalizer on every object that has a timer or daemon, and a finalizer would hang deleting a
-  ScaledApi whenever the operator is not running.
+  An event that only echoes what a pass read or wrote (seen.py) reconciles nothing.
+* A resync every RESYNC_SECONDS reconciles the known ScaledApis (each one a handler was called for; at
+  startup kopf resumes all) that no pass went through for as long, at most RESYNC_BATCH at a time, as a
+  backstop, without listing ScaledApis cluster-wide, which the namespaced install does not allow. It is
+  an operator-wide task and not a kopf timer, because kopf puts a finalizer on every object that has a
+  timer or daemon, and a finalizer would hang deleting a ScaledApi whenever the operator is not running.
 * A failed reconcile, whatever triggered it, is tried again after a growing delay (retry.RetryQueue:
   5 s doubling to 5 min, and the resync at least every RESYNC_SECONDS) by an operator-wide retry loop.
   The handlers never raise: kopf does not retry `@kopf.on.event` handlers at all, and a kopf handler
@@ -55,6 +56,10 @@ from scaledapi_operator.upstream import sync_upstream
 
 PREFIX = "scaledapi.dev"
 RESYNC_SECONDS = 30.0
+# At most this many ScaledApis per resync pass, those unreconciled for longest first: with a few hundred,
+# each is still looked at every few minutes, and the backstop never floods the API server (at 1000 a full
+# pass every 30 s would be ~17,000 requests).
+RESYNC_BATCH = 100
 # How often the retry loop looks for ScaledApis whose delay is over (the shortest delay is 5 s).
 RETRY_TICK_SECONDS = 1.0
 # Deadlines of kopf's own API requests (ours are kube.REQUEST_TIMEOUT_SECONDS): a short request, a
@@ -223,6 +228,14 @@ def resync_all(kube: Kube, retries: RetryQueue) -> None:
         attempt(kube, retries, namespace, name, post)
 
 
+def resync_stale(kube: Kube, retries: RetryQueue) -> None:
+    """The periodic backstop: reconcile the ScaledApis that no pass went through for RESYNC_SECONDS,
+    at most RESYNC_BATCH of them, the longest waiting first."""
+    post = direct_poster(kube)
+    for namespace, name in retries.stale(RESYNC_SECONDS, RESYNC_BATCH):
+        attempt(kube, retries, namespace, name, post)
+
+
 def retry_due(kube: Kube, retries: RetryQueue) -> None:
     """Reconcile again every ScaledApi whose delay after a failure is over."""
     post = direct_poster(kube)
@@ -250,7 +263,7 @@ async def _resync_forever(memo: Any) -> None:
         if not _leads(memo):
             continue
         try:
-            await asyncio.to_thread(resync_all, _kube(memo), _retries(memo))
+            await asyncio.to_thread(resync_stale, _kube(memo), _retries(memo))
         except Exception:
             logger.exception("resync failed")
 

@@ -50,22 +50,35 @@ class RetryQueue:
         self._clock = clock
         self._guard = threading.Lock()
         self._entries: dict[Key, _Entry] = {}
-        self._known: set[Key] = set()
+        # Known ScaledApis, with the monotonic time their last pass went through (None: none yet).
+        self._known: dict[Key, float | None] = {}
 
     def seen(self, key: Key) -> None:
         """A ScaledApi that exists (a handler was called for it): the resync reconciles it from now on."""
         with self._guard:
-            self._known.add(key)
+            self._known.setdefault(key, None)
 
     def gone(self, key: Key) -> None:
         """The ScaledApi no longer exists: neither retried nor resynced."""
         with self._guard:
-            self._known.discard(key)
+            self._known.pop(key, None)
             self._entries.pop(key, None)
 
     def known(self) -> list[Key]:
         with self._guard:
             return sorted(self._known)
+
+    def stale(self, age: float, limit: int) -> list[Key]:
+        """At most `limit` known ScaledApis with no pass gone through for `age` seconds, the longest
+        waiting first (those with none yet before all)."""
+        now = self._clock()
+        with self._guard:
+            waiting = sorted(
+                (-1.0 if last is None else last, key)
+                for key, last in self._known.items()
+                if last is None or now - last >= age
+            )
+        return [key for _, key in waiting[:limit]]
 
     def failed(self, key: Key) -> float:
         """Record one more failure in a row; returns the delay until the ScaledApi is due again."""
@@ -80,6 +93,8 @@ class RetryQueue:
         """A reconcile went through: no retry, and the next failure starts from the first delay."""
         with self._guard:
             self._entries.pop(key, None)
+            if key in self._known:
+                self._known[key] = self._clock()
 
     def take_due(self) -> list[Key]:
         """The ScaledApis whose delay is over, in the order they became due. Each is handed out once;

@@ -2,8 +2,9 @@
 
 After the restart the new operator pod resumes every ScaledApi (kopf's resume handler) and its child
 watches replay every child; then its resync loop passes over everything once more. The test waits for the
-new pod's log line about resuming this ScaledApi and then watches the resourceVersions through one full
-resync period (read from the operator's code), failing at the first change.
+new pod's log line about resuming this ScaledApi and then watches the resourceVersions through two resync
+periods (read from the operator's code), failing at the first change: the resync takes a ScaledApi once no
+pass went through it for one period, so the second period holds its pass.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ def test_operator_restart_changes_nothing(namespace: str, name: str) -> None:
     )
     resumed_after = time.monotonic() - started
 
-    # One full resync period (plus margin) of watching: a change fails at once.
-    window = resync_seconds() + 5.0
+    # Two resync periods (plus margin) of watching, so that a resync pass falls inside: a change fails at once.
+    window = 2 * resync_seconds() + 5.0
     window_end = time.monotonic() + window
 
     def changed_or_done() -> str | None:

@@ -212,6 +212,51 @@ def test_the_resync_reconciles_the_known_scaledapis_without_listing_them(
     assert [e[:2] for e in kube.events] == [("Warning", "ChildRejected")]
 
 
+def test_stale_gives_the_longest_waiting_first_and_at_most_the_limit(clock: Clock) -> None:
+    retries = RetryQueue(clock=clock)
+    for name in ("a", "b", "c"):
+        retries.seen(("ns", name))
+    clock.now += 1
+    retries.succeeded(("ns", "b"))  # at 1001
+    clock.now += 1
+    retries.succeeded(("ns", "a"))  # at 1002
+    retries.seen(("ns", "a"))  # seen again: its last pass is kept
+    assert retries.stale(age=30, limit=10) == [("ns", "c")]  # never reconciled
+    clock.now += 29
+    assert retries.stale(age=30, limit=10) == [("ns", "c"), ("ns", "b")]
+    clock.now += 1
+    assert retries.stale(age=30, limit=10) == [("ns", "c"), ("ns", "b"), ("ns", "a")]
+    assert retries.stale(age=30, limit=2) == [("ns", "c"), ("ns", "b")]
+
+
+def test_the_periodic_resync_takes_only_stale_scaledapis_a_batch_at_a_time(
+    kube: FakeKube, retries: RetryQueue, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handlers, "RESYNC_BATCH", 2)
+    names = [f"api{i}" for i in range(5)]
+    for name in names:
+        kube.scaledapis[("demo", name)] = scaledapi(name=name)
+        retries.seen(("demo", name))
+    reconciled: list[str] = []
+    original = kube.get_scaledapi
+
+    def counting(namespace: str, name: str) -> dict[str, Any] | None:
+        reconciled.append(name)
+        return original(namespace, name)
+
+    monkeypatch.setattr(kube, "get_scaledapi", counting)
+    handlers.resync_stale(kube, retries)
+    assert reconciled == ["api0", "api1"]
+    handlers.resync_stale(kube, retries)
+    assert reconciled[2:] == ["api2", "api3"]
+    clock.now += handlers.RESYNC_SECONDS - 1
+    handlers.resync_stale(kube, retries)
+    assert reconciled[4:] == ["api4"]  # the others had a pass less than RESYNC_SECONDS ago
+    clock.now += 1
+    handlers.resync_stale(kube, retries)
+    assert reconciled[5:] == ["api0", "api1"]
+
+
 def test_kopf_requests_and_watches_have_deadlines() -> None:
     settings = kopf.OperatorSettings()
     handlers.apply_settings(settings)
