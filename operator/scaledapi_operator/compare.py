@@ -11,13 +11,19 @@ def is_subset(desired: Any, actual: Any) -> bool:
     """True when every field of `desired` is in `actual` with the same value.
 
     Mappings: each desired key must match recursively; extra keys in actual (server defaults, status,
-    metadata the API server adds) are ignored. Lists are ours entirely: same length, compared
-    element-wise (so a hand-added container or env var is drift). Scalars compare by equality.
+    metadata the API server adds) are ignored. A desired 0, "", [] or {} matches a key the API server
+    left out, as it leaves out such values of `omitempty` fields (a probe's initialDelaySeconds: 0, an
+    env var's value: ""), which would otherwise be patched again on every pass. Lists are ours entirely:
+    same length, compared element-wise (so a hand-added container or env var is drift). Scalars compare
+    by equality.
     """
     if isinstance(desired, Mapping):
         if not isinstance(actual, Mapping):
             return False
-        return all(key in actual and is_subset(value, actual[key]) for key, value in desired.items())
+        return all(
+            is_subset(value, actual[key]) if key in actual else is_omitted_when_empty(value)
+            for key, value in desired.items()
+        )
     if isinstance(desired, Sequence) and not isinstance(desired, str):
         if not isinstance(actual, Sequence) or isinstance(actual, str) or len(desired) != len(actual):
             return False
@@ -25,6 +31,14 @@ def is_subset(desired: Any, actual: Any) -> bool:
     if isinstance(desired, bool) or isinstance(actual, bool):
         return isinstance(desired, bool) and isinstance(actual, bool) and desired == actual
     return bool(desired == actual)
+
+
+def is_omitted_when_empty(value: Any) -> bool:
+    """Whether the API server leaves `value` out of an `omitempty` field. Not false: the booleans we set
+    (allowPrivilegeEscalation, runAsNonRoot) are pointers, where left out means unset, not false."""
+    if isinstance(value, bool):
+        return False
+    return value in (0, "") or (isinstance(value, (list, dict)) and not value)
 
 
 def differences(desired: Any, actual: Any, path: str = "") -> list[str]:
@@ -35,7 +49,8 @@ def differences(desired: Any, actual: Any, path: str = "") -> list[str]:
         found: list[str] = []
         for key, value in desired.items():
             if key not in actual:
-                found.append(f"{path}.{key} (missing)")
+                if not is_omitted_when_empty(value):
+                    found.append(f"{path}.{key} (missing)")
             else:
                 found.extend(differences(value, actual[key], f"{path}.{key}"))
         return found

@@ -33,6 +33,19 @@ def test_missing_key_is_drift() -> None:
     assert differences({"a": {"b": 1}}, {"a": {}}) == [".a.b (missing)"]
 
 
+def test_empty_values_match_what_the_api_server_leaves_out_but_false_does_not() -> None:
+    """omitempty: a probe's initialDelaySeconds: 0, an env var's value: "", args: [] are not stored."""
+    desired = {"probe": {"initialDelaySeconds": 0, "periodSeconds": 2}, "env": [{"name": "A", "value": ""}]}
+    actual = {"probe": {"periodSeconds": 2}, "env": [{"name": "A"}]}
+    assert is_subset(desired, actual)
+    assert differences(desired, actual) == []
+    assert is_subset({"args": [], "selector": {}}, {})
+    # A pointer boolean left out is unset, not false: allowPrivilegeEscalation removed by hand is drift.
+    assert not is_subset({"allowPrivilegeEscalation": False}, {})
+    assert differences({"allowPrivilegeEscalation": False}, {}) == [".allowPrivilegeEscalation (missing)"]
+    assert not is_subset({"probe": {"initialDelaySeconds": 0}}, {"probe": {"initialDelaySeconds": 5}})
+
+
 def test_lists_compare_element_wise_and_by_length() -> None:
     desired = {"env": [{"name": "A", "value": "1"}]}
     assert is_subset(desired, {"env": [{"name": "A", "value": "1"}]})

@@ -76,6 +76,13 @@ class FakeKube(Kube):
             obj["spec"].setdefault("revisionHistoryLimit", 10)
             for c in obj["spec"]["template"]["spec"]["containers"]:
                 c.setdefault("terminationMessagePath", "/dev/termination-log")
+                # omitempty, as the real API server: zero probe fields and empty env values are not stored.
+                for probe in (c.get(key) for key in ("readinessProbe", "livenessProbe")):
+                    for field in [k for k, v in (probe or {}).items() if v == 0]:
+                        del probe[field]
+                for env in c.get("env") or []:
+                    if env.get("value") == "":
+                        del env["value"]
         if obj["kind"] == "Service":
             obj["spec"].setdefault("clusterIP", "10.96.0.10")
         return obj
