@@ -41,8 +41,8 @@ CREATE_CHUNK = 100
 CREATE_PARALLEL = 4
 POLL_S = 2.0
 THROTTLING_NOTE = (
-    "client-side throttling: none possible, the operator's standard-library client (kopf's aiohttp too) has no "
-    "client-side rate limiter, unlike client-go (QPS 5, burst 10 by default)"
+    "client-side throttling: none possible, the operator's standard-library client (kopf's aiohttp too) "
+    "has no client-side rate limiter, unlike client-go (QPS 5, burst 10 by default)"
 )
 META_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 PATHS = {

@@ -89,7 +89,8 @@ def test_operator_restart_changes_nothing(namespace: str, name: str) -> None:
     )
     resumed_after = time.monotonic() - started
 
-    # Two resync periods (plus margin) of watching, so that a resync pass falls inside: a change fails at once.
+    # Two resync periods (plus margin) of watching, so that a resync pass falls inside; a change fails at
+    # once.
     window = 2 * resync_seconds() + 5.0
     window_end = time.monotonic() + window
 
