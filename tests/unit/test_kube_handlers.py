@@ -165,9 +165,7 @@ def test_a_refusal_carries_the_api_servers_message(api: tuple[Kube, Seen]) -> No
     assert error_message(caught.value) == (
         '422 Invalid: Service "9lives-backend" is invalid: metadata.name: Invalid value'
     )
-    assert error_message(ApiError(503, "Service Unavailable")) == (
-        "503 Service Unavailable"
-    )
+    assert error_message(ApiError(503, "Service Unavailable")) == ("503 Service Unavailable")
 
 
 @pytest.mark.parametrize(
