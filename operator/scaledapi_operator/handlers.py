@@ -45,6 +45,7 @@ from scaledapi_operator.builders.common import (
     Owner,
     backend_name_of,
 )
+from scaledapi_operator.cache import CHILDREN
 from scaledapi_operator.endpoints import SERVICE_NAME_LABEL
 from scaledapi_operator.kube import KINDS, Kube
 from scaledapi_operator.leadership import RETRY_SECONDS, Leadership
@@ -325,6 +326,7 @@ def owner_name(body: Mapping[str, Any]) -> str | None:
 def on_child_event(
     body: kopf.Body, namespace: str | None, memo: Any, type: str | None = None, **_: Any
 ) -> None:
+    CHILDREN.on_event(body, type)  # first: the pass this event triggers compares with this body
     owner = owner_name(body)
     if owner is not None:
         # kopf never retries an event handler: a failure is recorded and retried by the retry loop.

@@ -11,6 +11,7 @@ from typing import Any
 
 from scaledapi_operator import builders
 from scaledapi_operator.builders.common import BACKEND, PROXY, backend_name, proxy_name, proxy_status_name
+from scaledapi_operator.cache import CHILDREN
 from scaledapi_operator.compare import differences, hand_added, is_subset, path_text, undo_patch
 from scaledapi_operator.kube import HTTP_CONFLICT, ApiError, Kube, error_message
 from scaledapi_operator.ownership import is_ours, ownership_conflict, with_other_owners
@@ -73,14 +74,17 @@ def owner_of(body: Mapping[str, Any]) -> builders.Owner:
 
 
 def apply(kube: Kube, owner: builders.Owner, desired: dict[str, Any]) -> Applied:
-    """get -> compare -> create / patch / nothing, for one child. Raises ApiError when refused."""
+    """get -> compare -> create / patch / nothing, for one child. Raises ApiError when refused.
+
+    The get is the watch cache's body when there is one (cache.py), else a read of the API server."""
     kind, name = desired["kind"], desired["metadata"]["name"]
-    actual = kube.get(kind, owner.namespace, name)
+    actual = CHILDREN.get(kind, owner.namespace, name) or kube.get(kind, owner.namespace, name)
     for _ in range(CREATE_ATTEMPTS):
         if actual is not None:
             break
         created = kube.create(desired)
         if created is not None:
+            CHILDREN.put(created)
             return Applied(kind, name, CREATED, created)
         # 409: created by someone else since our get; compare with what is there now.
         actual = kube.get(kind, owner.namespace, name)
@@ -102,7 +106,9 @@ def apply(kube: Kube, owner: builders.Owner, desired: dict[str, Any]) -> Applied
     patched = kube.patch(kind, owner.namespace, name, undo_patch(desired, added))
     if patched is None:  # deleted since our get
         created = kube.create(desired)
+        CHILDREN.put(created)
         return Applied(kind, name, CREATED, created)
+    CHILDREN.put(patched)
     return Applied(kind, name, ADOPTED if adopting else PATCHED, patched, drift)
 
 
@@ -132,12 +138,17 @@ def held(desired: Mapping[str, Any], blockers: Sequence[Applied]) -> Applied:
 
 
 def remove(kube: Kube, owner: builders.Owner, kind: str, name: str) -> Applied:
-    """Delete a child that is no longer wanted, only if it is ours (anything else is left alone)."""
+    """Delete a child that is no longer wanted, only if it is ours (anything else is left alone).
+
+    Only the watch cache is asked: a child of ours that exists is in it (put when we created it, or by
+    its watch event, which also brings a pass), and what is not ours is left alone anyway, so a read of
+    the API server on every pass for a budget that is rightly absent would buy nothing."""
     try:
-        actual = kube.get(kind, owner.namespace, name)
+        actual = CHILDREN.get(kind, owner.namespace, name)
         if actual is None or not is_ours(actual, owner):
             return Applied(kind, name, UNCHANGED, None)
         kube.delete(kind, owner.namespace, name, uid=actual["metadata"].get("uid"))
+        CHILDREN.drop(actual)
     except ApiError as error:
         return refused(owner, kind, name, "deleted", error)
     return Applied(kind, name, DELETED, None)

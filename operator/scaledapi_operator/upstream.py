@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from scaledapi_operator import builders
 from scaledapi_operator.builders.common import backend_name, proxy_name
+from scaledapi_operator.cache import CHILDREN
 from scaledapi_operator.endpoints import SERVICE_NAME_LABEL, ready_endpoints
 from scaledapi_operator.kube import ApiError, Kube, error_message
 from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, config_hash, render_nginx_conf
@@ -143,6 +144,7 @@ def _fast_write(kube: Kube, key: Key, plan: Plan) -> FastOutcome:
     if patched is None:  # gone: the full reconcile creates it again
         UPSTREAMS.remember(key, None)
         return FastOutcome(written=False, skipped="ConfigMap gone")
+    CHILDREN.put(patched)
     UPSTREAMS.remember(key, _replace_digest(plan, upstream.digest))
     return FastOutcome(written=True, upstream=upstream, owner=plan.owner)
 

@@ -1,4 +1,4 @@
-"""Each unit test starts with an operator that has seen nothing, as a freshly started process."""
+"""Each unit test starts with an operator that has seen and cached nothing, as a new process."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from scaledapi_operator.cache import CHILDREN
 from scaledapi_operator.seen import SEEN
 
 
 @pytest.fixture(autouse=True)
 def nothing_seen_yet() -> Iterator[None]:
     SEEN.clear()
+    CHILDREN.clear()
     yield
     SEEN.clear()
+    CHILDREN.clear()
