@@ -114,7 +114,7 @@ def test_a_child_event_updates_the_cache_before_its_pass_which_undoes_the_drift(
     memo.kube = kube
     memo.retries = RetryQueue()
     kube.reads.clear()
-    handlers.on_child_event(body=copy.deepcopy(edited), namespace="demo", memo=memo, type="MODIFIED")
+    on_child_event(body=copy.deepcopy(edited), namespace="demo", memo=memo, type="MODIFIED")
     assert kube.objects[BACKEND]["spec"]["replicas"] == 2
     assert ("Deployment", "hello-backend") not in kube.reads  # compared with the event's body
 
