@@ -28,8 +28,9 @@ from dataclasses import dataclass
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 API_URL_ENV = "SCALEDAPI_KUBE_API_URL"
 USER_AGENT = "scaledapi-operator"
-# Idle connections kept for reuse; kopf's handler threads seldom run more requests at once than this.
-POOL_SIZE = 8
+# Idle connections kept for reuse: one per handler thread (handlers.HANDLER_THREADS) and a few for the
+# fast path, the resync and the leadership loop.
+POOL_SIZE = 16
 # What a connection the server closed while it sat idle raises on its next request.
 STALE_CONNECTION_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 

@@ -347,46 +347,50 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
 
 
 class Locks:
-    """One lock per ScaledApi, so that two reconciles of the same object never interleave.
+    """Which ScaledApis a pass is running for, and what was asked for them meanwhile.
 
-    Requests coalesce: while one reconcile runs, at most one more waits; any further request is
-    dropped, because the waiting one reads everything afresh after the running one finishes. The
-    waiting one takes the triggers of those dropped with it: when the pass before it explains every one
-    of them (seen.SEEN), it has nothing left to do.
+    One pass at a time per ScaledApi. A request that comes while one runs does not wait, so it holds no
+    thread of kopf's pool (at 1000 ScaledApis, waiting requests held most of them): its trigger is noted,
+    and the running pass's thread, once done, runs one more pass, unless the pass that just ended already
+    saw what every noted trigger reports (seen.SEEN). That next pass reads everything afresh, so any
+    number of requests during one pass cost at most one more.
     """
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._waiting: dict[tuple[str, str], list[Trigger]] = {}
+        # Present while a pass runs; the triggers noted since that pass started.
+        self._running: dict[tuple[str, str], list[Trigger]] = {}
 
-    def of(self, namespace: str, name: str) -> threading.Lock:
+    def begin(self, namespace: str, name: str, trigger: Trigger = None) -> bool:
+        """Start a pass (True), or note `trigger` for the running one (False)."""
         with self._guard:
-            return self._locks.setdefault((namespace, name), threading.Lock())
-
-    def try_wait(self, namespace: str, name: str, trigger: Trigger = None) -> bool:
-        """Become the one waiting request; False when another request is already waiting (it takes
-        this trigger along)."""
-        with self._guard:
-            waiting = self._waiting.get((namespace, name))
-            if waiting is not None:
-                waiting.append(trigger)
+            noted = self._running.get((namespace, name))
+            if noted is not None:
+                noted.append(trigger)
                 return False
-            self._waiting[(namespace, name)] = [trigger]
+            self._running[(namespace, name)] = []
             return True
 
-    def waiting(self, namespace: str, name: str) -> bool:
+    def noted(self, namespace: str, name: str) -> list[Trigger] | None:
+        """A pass ended: the triggers noted during it, for which the caller runs on; or None, and the
+        ScaledApi has no pass running any more."""
         with self._guard:
-            return (namespace, name) in self._waiting
+            noted = self._running.get((namespace, name))
+            if not noted:
+                self._running.pop((namespace, name), None)
+                return None
+            self._running[(namespace, name)] = []
+            return noted
 
-    def started(self, namespace: str, name: str) -> list[Trigger]:
-        """The waiting request holds the lock now: the triggers it stands for."""
+    def end(self, namespace: str, name: str) -> None:
+        """No pass runs any more (it raised, or the ScaledApi is gone); noted triggers are dropped: the
+        retry queue reconciles a failed ScaledApi again in full."""
         with self._guard:
-            return self._waiting.pop((namespace, name), [])
+            self._running.pop((namespace, name), None)
 
-    def forget(self, namespace: str, name: str) -> None:
+    def running(self, namespace: str, name: str) -> bool:
         with self._guard:
-            self._locks.pop((namespace, name), None)
+            return (namespace, name) in self._running
 
 
 LOCKS = Locks()
@@ -394,8 +398,8 @@ LOCKS = Locks()
 
 @dataclass(frozen=True)
 class Skipped:
-    """reconcile_by_name did not reconcile: the ScaledApi is gone (or being deleted), another request
-    for it is already waiting and will reconcile it afresh, or an earlier pass saw what triggered it."""
+    """reconcile_by_name did not reconcile: the ScaledApi is gone (or being deleted), a pass for it is
+    running and takes this request along, or an earlier pass saw what triggered it."""
 
     gone: bool
     reason: str = ""
@@ -409,25 +413,39 @@ EXPLAINED = Skipped(gone=False, reason="explained")
 def reconcile_by_name(
     kube: Kube, namespace: str, name: str, post: Poster, trigger: Trigger = None
 ) -> Outcome | Skipped:
-    """Re-read the ScaledApi under its lock (a fresh body, not a stale event), reconcile, post events.
-    No pass when an earlier one already saw what `trigger` (and every trigger coalesced with it) says."""
+    """Re-read the ScaledApi (a fresh body, not a stale event), reconcile, post events; then again while
+    requests noted during a pass need it. No pass when an earlier one already saw what `trigger` says."""
     key = (namespace, name)
     if SEEN.explains(key, trigger):
         return EXPLAINED
-    if not LOCKS.try_wait(namespace, name, trigger):
+    if not LOCKS.begin(namespace, name, trigger):
         return COALESCED
-    with LOCKS.of(namespace, name):
-        triggers = LOCKS.started(namespace, name)
-        if triggers and all(SEEN.explains(key, each) for each in triggers):
-            return EXPLAINED
-        body = kube.get_scaledapi(namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            LOCKS.forget(namespace, name)
-            UPSTREAMS.forget(key)
-            SEEN.forget(key)
-            return GONE
-        outcome = reconcile(kube, body)
-        SEEN.finished(key)
+    try:
+        while True:
+            result = _one_pass(kube, namespace, name, post)
+            if result is GONE:
+                LOCKS.end(namespace, name)
+                return result
+            while True:
+                noted = LOCKS.noted(namespace, name)
+                if noted is None:
+                    return result
+                if not all(SEEN.explains(key, each) for each in noted):
+                    break  # something changed that the pass did not see: one more
+    except BaseException:
+        LOCKS.end(namespace, name)
+        raise
+
+
+def _one_pass(kube: Kube, namespace: str, name: str, post: Poster) -> Outcome | Skipped:
+    key = (namespace, name)
+    body = kube.get_scaledapi(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        UPSTREAMS.forget(key)
+        SEEN.forget(key)
+        return GONE
+    outcome = reconcile(kube, body)
+    SEEN.finished(key)
     for transition in outcome.transitions:
         post(body, transition)
     return outcome

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
+
+import pytest
 
 from scaledapi_operator.builders.common import BACKEND, selector_labels
 from scaledapi_operator.reconcile import COALESCED, EXPLAINED, LOCKS, Outcome, owner_of, reconcile_by_name
-from scaledapi_operator.seen import RESUMED, SEEN, ChildEvent, ChildVersions, child_event
+from scaledapi_operator.seen import RESUMED, SEEN, ChildEvent, ChildVersions, Trigger, child_event
 from scaledapi_operator.status import Transition
 from tests.unit.test_reconcile import FakeKube, scaledapi
 
@@ -133,47 +133,46 @@ def test_create_update_and_resync_always_reconcile() -> None:
     assert kube.passes == 1
 
 
-def test_the_waiting_request_reconciles_for_a_trigger_coalesced_into_it() -> None:
-    """W waits behind a running pass with a trigger that pass will explain; R, dropped while W waits,
-    has one it does not: W must reconcile for R."""
-    kube = reconciled_kube()
-    assert wait_behind_a_running_pass(kube, unexplained_joins=True) != EXPLAINED
+class MidPassKube(CountingKube):
+    """A request for the same ScaledApi arrives while its first pass runs (from within the pass, as
+    another handler thread would): it must return at once, noted for the running pass."""
+
+    def __init__(self, arriving: Trigger) -> None:
+        super().__init__()
+        self.arriving = arriving
+        self.during: list[Any] = []
+
+    def get_scaledapi(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = super().get_scaledapi(namespace, name)
+        if not self.during:
+            self.during.append(reconcile_by_name(self, namespace, name, no_post, self.arriving))
+        return found
+
+
+def test_a_request_during_a_pass_holds_no_thread_and_brings_one_more_pass() -> None:
+    kube = MidPassKube(ChildEvent("Deployment", "hello-backend", "changed-during-the-pass"))
+    kube.scaledapis[KEY] = scaledapi()
+    assert isinstance(reconcile_by_name(kube, *KEY, no_post), Outcome)
+    assert kube.during == [COALESCED]
+    assert kube.passes == 2  # that version was never seen: one more pass, which reads afresh
+    assert not LOCKS.running(*KEY)
+
+
+def test_a_request_during_a_pass_that_the_pass_explains_brings_none() -> None:
+    kube = MidPassKube(RESUMED)  # explained once the running pass finishes
+    kube.scaledapis[KEY] = scaledapi()
+    assert isinstance(reconcile_by_name(kube, *KEY, no_post), Outcome)
+    assert kube.during == [COALESCED]
     assert kube.passes == 1
+    assert not LOCKS.running(*KEY)
 
 
-def test_the_waiting_request_is_explained_when_every_trigger_it_stands_for_is() -> None:
-    kube = reconciled_kube()
-    assert wait_behind_a_running_pass(kube, unexplained_joins=False) is EXPLAINED
-    assert kube.passes == 0
-
-
-def wait_behind_a_running_pass(kube: FakeKube, *, unexplained_joins: bool) -> Any:
-    """Hold the lock as a running pass; W waits with trigger `later`, R joins with `joined`; the running
-    pass records `later` (and `joined` unless asked not to); W's result."""
-    later = ChildEvent("Deployment", "hello-backend", "written-by-the-running-pass")
-    joined = ChildEvent("Service", "hello-proxy", "changed-meanwhile")
-    results: list[Any] = []
-    lock = LOCKS.of(*KEY)
-    lock.acquire()
-    try:
-        waiter = threading.Thread(
-            target=lambda: results.append(reconcile_by_name(kube, *KEY, no_post, later))
-        )
-        waiter.start()
-        deadline = time.monotonic() + 5
-        while not LOCKS.waiting(*KEY):
-            assert time.monotonic() < deadline, "the waiter did not start waiting"
-            time.sleep(0.01)  # poll, with the deadline above
-        assert reconcile_by_name(kube, *KEY, no_post, joined) is COALESCED
-        recorded = [later] if unexplained_joins else [later, joined]
-        SEEN.saw(
-            KEY,
-            [
-                {"kind": t.kind, "metadata": {"name": t.name, "resourceVersion": t.resource_version}}
-                for t in recorded
-            ],
-        )
-    finally:
-        lock.release()
-    waiter.join(5)
-    return results[0]
+def test_a_pass_that_raises_lets_the_next_request_start_one() -> None:
+    kube = CountingKube()
+    kube.scaledapis[KEY] = scaledapi()
+    kube.refuse[("get", "ScaledApi", "hello")] = TimeoutError("the API server did not answer")
+    with pytest.raises(TimeoutError):
+        reconcile_by_name(kube, *KEY, no_post)
+    assert not LOCKS.running(*KEY)
+    kube.refuse.clear()
+    assert isinstance(reconcile_by_name(kube, *KEY, no_post), Outcome)
