@@ -182,7 +182,10 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.posting.enabled = True
-    settings.posting.level = logging.INFO
+    # kopf's own INFO lines ("Handler ... succeeded", "Creation is processed") go to the log only: as
+    # Events they were two API writes per ScaledApi per pass. Our transitions are posted with
+    # kopf.event (kopf_post), which this level does not filter; kopf's warnings and errors still are.
+    settings.posting.level = logging.WARNING
     settings.peering.standalone = True
     # Every API call of kopf has a deadline, too; a watch that hangs is dropped and made again.
     settings.networking.request_timeout = KOPF_REQUEST_TIMEOUT_SECONDS
