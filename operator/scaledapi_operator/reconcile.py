@@ -410,16 +410,24 @@ COALESCED = Skipped(gone=False, reason="coalesced")
 EXPLAINED = Skipped(gone=False, reason="explained")
 
 
+class Begun:
+    """The caller already started the pass with LOCKS.begin (an event handler on the event loop)."""
+
+
+BEGUN = Begun()
+
+
 def reconcile_by_name(
-    kube: Kube, namespace: str, name: str, post: Poster, trigger: Trigger = None
+    kube: Kube, namespace: str, name: str, post: Poster, trigger: Trigger | Begun = None
 ) -> Outcome | Skipped:
     """Re-read the ScaledApi (a fresh body, not a stale event), reconcile, post events; then again while
     requests noted during a pass need it. No pass when an earlier one already saw what `trigger` says."""
     key = (namespace, name)
-    if SEEN.explains(key, trigger):
-        return EXPLAINED
-    if not LOCKS.begin(namespace, name, trigger):
-        return COALESCED
+    if not isinstance(trigger, Begun):
+        if SEEN.explains(key, trigger):
+            return EXPLAINED
+        if not LOCKS.begin(namespace, name, trigger):
+            return COALESCED
     try:
         while True:
             result = _one_pass(kube, namespace, name, post)

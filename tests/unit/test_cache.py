@@ -7,16 +7,14 @@ from typing import Any
 
 import kopf
 
-from scaledapi_operator import handlers
 from scaledapi_operator.cache import CHILDREN, ChildCache
 from scaledapi_operator.reconcile import CONFLICT, Outcome, reconcile_by_name
 from scaledapi_operator.retry import RetryQueue
 from scaledapi_operator.status import Transition
 from tests.unit.test_reconcile import FakeKube, scaledapi
+from tests.unit.test_retry import on_child_event
 
 KEY = ("demo", "hello")
-# kopf calls it with a kopf.Body; a plain dict is what its raw body is.
-on_child_event: Any = handlers.on_child_event
 BACKEND = ("Deployment", "demo", "hello-backend")
 
 
@@ -113,6 +111,7 @@ def test_a_child_event_updates_the_cache_before_its_pass_which_undoes_the_drift(
     memo = kopf.Memo()
     memo.kube = kube
     memo.retries = RetryQueue()
+    memo.background = set()
     kube.reads.clear()
     on_child_event(body=copy.deepcopy(edited), namespace="demo", memo=memo, type="MODIFIED")
     assert kube.objects[BACKEND]["spec"]["replicas"] == 2
@@ -127,5 +126,6 @@ def test_a_deleted_child_is_created_again_from_its_deleted_event() -> None:
     memo = kopf.Memo()
     memo.kube = kube
     memo.retries = RetryQueue()
+    memo.background = set()
     on_child_event(body=copy.deepcopy(gone), namespace="demo", memo=memo, type="DELETED")
     assert BACKEND in kube.objects

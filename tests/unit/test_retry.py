@@ -6,6 +6,7 @@ A fake clock drives the retry queue; nothing sleeps.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
@@ -52,6 +53,7 @@ def memo(kube: FakeKube, retries: RetryQueue) -> kopf.Memo:
     memo = kopf.Memo()
     memo.kube = kube
     memo.retries = retries
+    memo.background = set()
     return memo
 
 
@@ -65,7 +67,16 @@ def posted(monkeypatch: pytest.MonkeyPatch) -> list[Transition]:
 
 # The handlers as kopf calls them: keyword arguments only (the decorators hide their signatures).
 on_create: Any = handlers.on_create
-on_child_event: Any = handlers.on_child_event
+
+
+def on_child_event(**kwargs: Any) -> None:
+    """The async child handler run to its end, with the pass it started in the background."""
+
+    async def deliver() -> None:
+        await handlers.on_child_event(**kwargs)
+        await asyncio.gather(*kwargs["memo"].background)
+
+    asyncio.run(deliver())
 
 
 def child_event_body() -> dict[str, Any]:
