@@ -76,9 +76,13 @@ def owner_of(body: Mapping[str, Any]) -> builders.Owner:
 def apply(kube: Kube, owner: builders.Owner, desired: dict[str, Any]) -> Applied:
     """get -> compare -> create / patch / nothing, for one child. Raises ApiError when refused.
 
-    The get is the watch cache's body when there is one (cache.py), else a read of the API server."""
+    The get is the watch cache's body (cache.py). A child that is not there is created at once: each of
+    ours that exists is cached (by its watch event, or when we wrote it), so a miss is nearly always one
+    to create, and a read first would double the requests of a first pass. When it does exist (the
+    watches are still listing after a restart, or it is a user's object, never watched), the create is
+    answered 409 and it is read."""
     kind, name = desired["kind"], desired["metadata"]["name"]
-    actual = CHILDREN.get(kind, owner.namespace, name) or kube.get(kind, owner.namespace, name)
+    actual = CHILDREN.get(kind, owner.namespace, name)
     for _ in range(CREATE_ATTEMPTS):
         if actual is not None:
             break
