@@ -10,8 +10,8 @@ started, or NAME-proxy is not ours) it writes nothing and the full reconcile dec
 
 Both paths list the slices and write NAME-proxy under one lock per ScaledApi, so the later list is
 always the later write: a slow reconcile never puts back an upstream older than the fast path's.
-Requests coalesce as in reconcile.Locks: one runs, one waits, further ones are dropped, because the
-waiting one lists afresh.
+Requests coalesce: one runs, one waits (a fast path is only two requests), further ones are dropped,
+because the waiting one lists afresh.
 """
 
 from __future__ import annotations
