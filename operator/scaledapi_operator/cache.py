@@ -3,13 +3,14 @@
 A pass used to GET every child (a dozen requests) before comparing; at a burst of pod events, or 1000
 ScaledApis after a restart, those reads were most of the API server's work. Every child event kopf
 delivers (label-filtered to ours) and every create or patch answer now updates this cache, and a pass
-compares against it; only a child that is not here is read from the API server.
+compares against it; a child that is not here is created at once, and read only when the create is
+answered 409 (it exists: the watches are still listing after a restart, or it is a user's object).
 
 Why a stale entry does no harm: the watch delivers every later change of a cached child, and its event
 triggers a pass (seen.py). A pass on a stale body at worst sends a merge patch that changes nothing, or
 leaves a drift for the pass that the pending event brings. Objects that are not labelled as ours (a
-user's object that shares a child's name) are never watched, so never cached: they are always read, and
-the ownership check sees them as they are. Deleted children are dropped on their DELETED event.
+user's object that shares a child's name) are never watched, so never cached: they are read after the
+409 on every pass, and the ownership check sees them as they are. Deleted children are dropped on their DELETED event.
 
 Bodies are kept as compact JSON without metadata.managedFields, zlib-compressed (a few hundred bytes a
 child; 13 children per ScaledApi), and parsed again on each use (tens of microseconds), so that 1000
