@@ -10,7 +10,8 @@ Why a stale entry does no harm: the watch delivers every later change of a cache
 triggers a pass (seen.py). A pass on a stale body at worst sends a merge patch that changes nothing, or
 leaves a drift for the pass that the pending event brings. Objects that are not labelled as ours (a
 user's object that shares a child's name) are never watched, so never cached: they are read after the
-409 on every pass, and the ownership check sees them as they are. Deleted children are dropped on their DELETED event.
+409 on every pass, and the ownership check sees them as they are. Deleted children are dropped on
+their DELETED event.
 
 Bodies are kept as compact JSON without metadata.managedFields, zlib-compressed (a few hundred bytes a
 child; 13 children per ScaledApi), and parsed again on each use (tens of microseconds), so that 1000
