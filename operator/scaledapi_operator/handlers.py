@@ -397,13 +397,10 @@ async def on_endpoint_slice_event(
     owner = owner_name(body)
     if namespace is None or owner is None:
         return
-    if not _leads(memo):
-        _retries(memo).seen((namespace, owner))
-        return
     trigger = child_event(body, type)
-    if SEEN.explains((namespace, owner), trigger):
-        return  # the last pass listed this very slice: nothing for nginx or the status
-    if is_backend_slice(body, owner):
+    # Not for a standby, nor for a slice the last pass listed as it is (nothing new for nginx).
+    fresh = _leads(memo) and not SEEN.explains((namespace, owner), trigger)
+    if fresh and is_backend_slice(body, owner):
         await asyncio.to_thread(fast_path, _kube(memo), namespace, owner, direct_poster(_kube(memo)))
     reconcile_later(memo, namespace, owner, trigger)
 
