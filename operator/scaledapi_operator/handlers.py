@@ -45,6 +45,7 @@ from scaledapi_operator.builders.common import (
     MANAGED_BY,
     Owner,
     backend_name_of,
+    canary_name_of,
 )
 from scaledapi_operator.cache import CHILDREN
 from scaledapi_operator.endpoints import SERVICE_NAME_LABEL
@@ -370,9 +371,10 @@ def _keep(memo: Any, task: asyncio.Task[Any]) -> None:
 
 
 def is_backend_slice(body: Mapping[str, Any], owner: str) -> bool:
-    """Whether this EndpointSlice is one of NAME-backend's (those of NAME-proxy feed no upstream)."""
+    """Whether this EndpointSlice is one of NAME-backend's or NAME-canary's (those of NAME-proxy feed
+    no upstream)."""
     labels = (body.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get(SERVICE_NAME_LABEL) == backend_name_of(owner))
+    return labels.get(SERVICE_NAME_LABEL) in (backend_name_of(owner), canary_name_of(owner))
 
 
 def fast_path(kube: Kube, namespace: str, name: str, post: Poster) -> None:

@@ -46,10 +46,18 @@ _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One ready backend address, as found in the EndpointSlices of ``NAME-backend``."""
+    """One ready backend address, as found in the EndpointSlices of ``NAME-backend`` (or
+    ``NAME-canary``), with its nginx ``weight`` and whether it is a ``backup`` (weights.py)."""
 
     ip: str
     port: int
+    weight: int = 1
+    backup: bool = False
+
+    def sort_key(self) -> tuple[int, int, int]:
+        """Numeric order of the address (IPv4 before IPv6), then the port; raises on a bad address."""
+        ip = ipaddress.ip_address(self.ip)
+        return (ip.version, int(ip), self.port)
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,10 @@ def _check_settings(settings: NginxSettings) -> None:
         raise ValueError(f"runtime_dir must be an absolute path of [A-Za-z0-9._/-], got {rd!r}")
 
 
-def _server_address(endpoint: Endpoint) -> tuple[int, ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+Address = tuple[int, ipaddress.IPv4Address | ipaddress.IPv6Address, int]
+
+
+def _server_address(endpoint: Endpoint) -> Address:
     if not isinstance(endpoint.ip, str):
         raise ValueError(f"endpoint ip must be a string, got {endpoint.ip!r}")
     try:
@@ -98,9 +109,25 @@ def _server_address(endpoint: Endpoint) -> tuple[int, ipaddress.IPv4Address | ip
     return (ip.version, ip, port)
 
 
-def _format_server(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
+def _servers(endpoints: Sequence[Endpoint]) -> list[tuple[Address, Endpoint]]:
+    """One server per address, sorted; an address given twice keeps its first weight."""
+    by_address: dict[Address, Endpoint] = {}
+    for endpoint in endpoints:
+        address = _server_address(endpoint)
+        _check_int("endpoint weight", endpoint.weight, 1, 1000)
+        if not isinstance(endpoint.backup, bool):
+            raise ValueError(f"endpoint backup must be a bool, got {endpoint.backup!r}")
+        by_address.setdefault(address, endpoint)
+    return sorted(by_address.items(), key=lambda item: item[0])
+
+
+def _format_server(address: Address, endpoint: Endpoint) -> str:
+    _, ip, port = address
     host = f"[{ip}]" if ip.version == 6 else str(ip)
-    return f"{host}:{port}"
+    # weight=1 is nginx's default: left out, so that an upstream without a canary reads as before.
+    weight = f" weight={endpoint.weight}" if endpoint.weight != 1 else ""
+    backup = " backup" if endpoint.backup else ""
+    return f"server {host}:{port}{weight} max_fails=1 fail_timeout=5s{backup};"
 
 
 def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) -> str:
@@ -110,7 +137,7 @@ def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) ->
     With no endpoint the config still passes ``nginx -t`` and answers every API request with a JSON 503.
     """
     _check_settings(settings)
-    addresses = sorted({_server_address(e) for e in endpoints})
+    addresses = _servers(endpoints)
     rd = settings.runtime_dir.rstrip("/")
     timeout = f"{settings.upstream_timeout_seconds}s"
 
@@ -146,10 +173,7 @@ def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) ->
         lines += [
             f"    upstream {UPSTREAM_NAME} {{",
             f"        zone {UPSTREAM_NAME} {UPSTREAM_ZONE_SIZE};",
-            *(
-                f"        server {_format_server(ip, port)} max_fails=1 fail_timeout=5s;"
-                for _, ip, port in addresses
-            ),
+            *(f"        {_format_server(address, endpoint)}" for address, endpoint in addresses),
             f"        keepalive {UPSTREAM_KEEPALIVE};",
             f"        keepalive_timeout {UPSTREAM_KEEPALIVE_TIMEOUT_S}s;",
             "    }",

@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scaledapi_operator import builders
-from scaledapi_operator.builders.common import BACKEND, PROXY, backend_name, proxy_name, proxy_status_name
+from scaledapi_operator.builders.common import (
+    BACKEND,
+    CANARY,
+    PROXY,
+    backend_name,
+    canary_name,
+    proxy_name,
+    proxy_status_name,
+)
 from scaledapi_operator.cache import CHILDREN
 from scaledapi_operator.compare import differences, hand_added, is_subset, path_text, undo_patch
 from scaledapi_operator.kube import HTTP_CONFLICT, ApiError, Kube, error_message
@@ -19,7 +27,7 @@ from scaledapi_operator.seen import SEEN, Trigger
 from scaledapi_operator.spec import ScaledApiSpec, parse_spec
 from scaledapi_operator.spec_errors import SpecError
 from scaledapi_operator.status import Observed, Problem, Transition, compute_status, invalid_spec_status
-from scaledapi_operator.upstream import UPSTREAMS, Plan, Upstream, list_upstream, under_lock
+from scaledapi_operator.upstream import UPSTREAMS, Plan, Source, Upstream, list_upstream, under_lock
 from scaledapi_proxy.report import removal_patch, stale_keys
 
 logger = logging.getLogger(__name__)
@@ -236,25 +244,35 @@ def _write_status(kube: Kube, body: Mapping[str, Any], status: dict[str, Any]) -
 
 
 def write_upstream(
-    kube: Kube, owner: builders.Owner, spec: ScaledApiSpec, *, slices_ours: bool
+    kube: Kube, owner: builders.Owner, spec: ScaledApiSpec, *, slices_ours: bool, canary_ours: bool
 ) -> tuple[Upstream, Applied]:
     """List the ready endpoints, render and apply ConfigMap NAME-proxy, under the fast path's lock, and
     leave the fast path its plan (none while NAME-proxy or NAME-backend is not ours)."""
     key = (owner.namespace, owner.name)
-    settings = builders.nginx_settings(spec)
+    weight = spec.canary.weight if spec.canary is not None and canary_ours else None
+    source = Source(builders.nginx_settings(spec), spec.backend.port, weight)
 
     def work() -> tuple[Upstream, Applied]:
-        upstream = list_upstream(kube, owner, settings, spec.backend.port, with_slices=slices_ours)
+        upstream = list_upstream(kube, owner, source, with_slices=slices_ours)
         config = apply_child(kube, owner, builders.proxy_configmap(owner, upstream.text, upstream.digest))
         ours = slices_ours and config.action not in (CONFLICT, FAILED, HELD) and config.obj is not None
         plan = None
         if ours and config.obj is not None:
-            uid = str(config.obj["metadata"]["uid"])
-            plan = Plan(owner, settings, spec.backend.port, uid, upstream.digest)
+            plan = Plan(owner, source, str(config.obj["metadata"]["uid"]), upstream.digest)
         UPSTREAMS.remember(key, plan)
         return upstream, config
 
     return under_lock(key, work)
+
+
+def apply_or_remove(
+    kube: Kube, owner: builders.Owner, kind: str, name: str, desired: dict[str, Any] | None
+) -> Applied:
+    """A child that exists only while the spec asks for it (a budget, the canary): applied, or ours
+    removed."""
+    if desired is not None:
+        return apply_child(kube, owner, desired)
+    return remove(kube, owner, kind, name)
 
 
 def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now) -> Outcome:
@@ -271,7 +289,19 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
     backend_deployment = apply_child(kube, owner, builders.backend_deployment(owner, spec))
     # Then the backend Service: only when it is ours are the EndpointSlices of NAME-backend our pods.
     backend_service = apply_child(kube, owner, builders.backend_service(owner, spec))
-    upstream, config = write_upstream(kube, owner, spec, slices_ours=backend_service.action != CONFLICT)
+    # The canary (spec.canary), or ours removed when it is gone from the spec (a promotion).
+    canary = canary_name(owner)
+    canary_deployment = apply_or_remove(
+        kube, owner, "Deployment", canary, builders.canary_deployment(owner, spec)
+    )
+    canary_service = apply_or_remove(kube, owner, "Service", canary, builders.canary_service(owner, spec))
+    upstream, config = write_upstream(
+        kube,
+        owner,
+        spec,
+        slices_ours=backend_service.action != CONFLICT,
+        canary_ours=canary_service.action not in (CONFLICT, FAILED),
+    )
 
     # Each child on its own: a refusal of one is recorded and the others are still reconciled.
     account, role, reports = (
@@ -293,6 +323,8 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
     applied = [
         backend_deployment,
         backend_service,
+        canary_deployment,
+        canary_service,
         account,
         role,
         reports,
@@ -302,17 +334,15 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         apply_child(kube, owner, builders.proxy_service(owner, spec)),
         apply_child(kube, owner, builders.backend_network_policy(owner)),
         apply_child(kube, owner, builders.proxy_network_policy(owner)),
+        apply_or_remove(kube, owner, "NetworkPolicy", canary, builders.canary_network_policy(owner, spec)),
+        # A budget only while there is more than one copy to keep.
+        apply_or_remove(
+            kube, owner, "PodDisruptionBudget", backend_name(owner), builders.backend_pdb(owner, spec)
+        ),
+        apply_or_remove(
+            kube, owner, "PodDisruptionBudget", proxy_name(owner), builders.proxy_pdb(owner, spec)
+        ),
     ]
-    # A budget only while there is more than one copy to keep; a budget of ours that is no longer
-    # wanted is removed.
-    for budget, name in (
-        (builders.backend_pdb(owner, spec), backend_name(owner)),
-        (builders.proxy_pdb(owner, spec), proxy_name(owner)),
-    ):
-        if budget is not None:
-            applied.append(apply_child(kube, owner, budget))
-        else:
-            applied.append(remove(kube, owner, "PodDisruptionBudget", name))
 
     # Only what is ours tells the status anything (a foreign Deployment's replicas are not ours).
     by_key = {
@@ -332,6 +362,14 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         backend=by_key.get(("Deployment", backend_name(owner))),
         proxy=by_key.get(("Deployment", proxy_name(owner))),
         backend_pods=kube.list_objects("Pod", owner.namespace, builders.selector_string(owner, BACKEND)),
+        canary=by_key.get(("Deployment", canary)),
+        canary_pods=(
+            kube.list_objects("Pod", owner.namespace, builders.selector_string(owner, CANARY))
+            if spec.canary is not None
+            else []
+        ),
+        split=upstream.split,
+        canary_endpoints=upstream.canary_endpoints,
         proxy_pods=proxy_pods,
         proxy_reports=status_cm.get("data") or {},
         problems=[Problem(item.reason, item.detail) for item in applied if item.action in (CONFLICT, FAILED)],
@@ -342,7 +380,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
     # Everything this pass read or wrote: the watch events that only echo it trigger no other pass.
     key = (owner.namespace, owner.name)
     SEEN.saw(key, [item.obj for item in applied])
-    SEEN.saw_all(key, "Pod", [*proxy_pods, *observed.backend_pods])
+    SEEN.saw_all(key, "Pod", [*proxy_pods, *observed.backend_pods, *observed.canary_pods])
     SEEN.saw_all(key, "EndpointSlice", upstream.slices)
     for item in applied:
         if item.action not in (UNCHANGED, CONFLICT, FAILED, HELD):

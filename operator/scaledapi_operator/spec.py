@@ -53,10 +53,20 @@ class ProxySpec:
 
 
 @dataclass(frozen=True)
+class CanarySpec:
+    """A second version of the backend that gets `weight` requests in every 100 (weights.py)."""
+
+    image: str
+    weight: int
+    replicas: int = 1
+
+
+@dataclass(frozen=True)
 class ScaledApiSpec:
     backend: BackendSpec
     proxy: ProxySpec
     replicas: int = 1
+    canary: CanarySpec | None = None
 
 
 def _section(body: Mapping[str, Any], field: str) -> Mapping[str, Any]:
@@ -157,10 +167,25 @@ def _parse_proxy(body: Mapping[str, Any]) -> ProxySpec:
     )
 
 
+def _parse_canary(body: Mapping[str, Any]) -> CanarySpec | None:
+    if body.get("canary") is None:
+        return None
+    section = _section(body, "canary")
+    p = "canary."
+    if section.get("weight") is None:
+        raise SpecError(f"{p}weight", "is required")
+    return CanarySpec(
+        image=_image(section, p),
+        weight=_int(section, p, "weight", 0, 0, 100),
+        replicas=_int(section, p, "replicas", 1, 0, 50),
+    )
+
+
 def parse_spec(body_spec: Mapping[str, Any]) -> ScaledApiSpec:
     """Parse `.spec` of a ScaledApi, applying the CRD's defaults; raise SpecError naming the field."""
     return ScaledApiSpec(
         replicas=_int(body_spec, "", "replicas", 1, 0, 50),
         backend=_parse_backend(body_spec),
         proxy=_parse_proxy(body_spec),
+        canary=_parse_canary(body_spec),
     )

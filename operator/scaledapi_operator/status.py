@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scaledapi_operator.spec import ScaledApiSpec
+from scaledapi_operator.weights import Split
 
 # The states the nginx pods report (scaledapi_proxy writes them; one definition for both sides).
 from scaledapi_proxy.applier import APPLIED, REJECTED
@@ -70,6 +71,14 @@ class Observed:
     proxy_pods: Sequence[Mapping[str, Any]] = ()
     proxy_reports: Mapping[str, str] = field(default_factory=dict)
     problems: Sequence[Problem] = ()  # found while reconciling, e.g. a name conflict
+    canary: Mapping[str, Any] | None = None  # Deployment NAME-canary, when ours
+    canary_pods: Sequence[Mapping[str, Any]] = ()
+    split: Split | None = None  # the effective percent of each version, while a canary runs
+    canary_endpoints: int = 0  # of `endpoints`, those of canary pods
+
+    @property
+    def stable_endpoints(self) -> int:
+        return len(self.endpoints) - self.canary_endpoints
 
 
 @dataclass(frozen=True)
@@ -221,13 +230,32 @@ def _condition(kind: str, true: bool, reason: str, message: str) -> dict[str, An
     return {"type": kind, "status": "True" if true else "False", "reason": reason, "message": message}
 
 
+def canary_rollout(observed: Observed) -> Rollout | None:
+    canary = observed.spec.canary
+    return None if canary is None else rollout(observed.canary, canary.replicas)
+
+
+def _endpoints_missing(observed: Observed) -> str:
+    """Why the upstream does not hold every desired pod of each version yet ("" when it does)."""
+    desired = observed.spec.replicas
+    if observed.stable_endpoints != desired:
+        return f"{observed.stable_endpoints}/{desired} backend endpoints ready in the nginx upstream"
+    canary = observed.spec.canary
+    if canary is not None and observed.canary_endpoints != canary.replicas:
+        return f"{observed.canary_endpoints}/{canary.replicas} canary endpoints ready in the nginx upstream"
+    return ""
+
+
 def _ready(observed: Observed, backend: Rollout, proxy: Rollout, config: ProxyConfigState) -> dict[str, Any]:
     desired = observed.spec.replicas
     if not backend.complete:
         return _condition(READY, False, "BackendNotReady", backend.describe("backend"))
-    if len(observed.endpoints) != desired:
-        message = f"{len(observed.endpoints)}/{desired} backend endpoints ready in the nginx upstream"
-        return _condition(READY, False, "EndpointsNotReady", message)
+    canary = canary_rollout(observed)
+    if canary is not None and not canary.complete:
+        return _condition(READY, False, "CanaryNotReady", canary.describe("canary"))
+    missing = _endpoints_missing(observed)
+    if missing:
+        return _condition(READY, False, "EndpointsNotReady", missing)
     if not proxy.complete:
         return _condition(READY, False, "ProxyNotReady", proxy.describe("nginx"))
     if not config.all_applied:
@@ -235,6 +263,10 @@ def _ready(observed: Observed, backend: Rollout, proxy: Rollout, config: ProxyCo
         message = f"{applied} nginx pods applied config {observed.config_hash}"
         return _condition(READY, False, "ProxyConfigNotApplied", message)
     message = f"{desired} backend replicas ready behind {len(config.current_pods)} nginx pods"
+    if observed.spec.canary is not None and observed.split is not None:
+        message += (
+            f", {observed.spec.canary.replicas} canary replicas with {observed.split.canary} % of requests"
+        )
     return _condition(READY, True, "AllReplicasReady", message)
 
 
@@ -245,9 +277,12 @@ def _progressing(
         return _condition(PROGRESSING, True, "Creating", "creating the backend and nginx Deployments")
     if not backend.complete:
         return _condition(PROGRESSING, True, "RollingOutBackend", backend.describe("backend"))
+    canary = canary_rollout(observed)
+    if canary is not None and not canary.complete:
+        return _condition(PROGRESSING, True, "RollingOutCanary", canary.describe("canary"))
     if not proxy.complete:
         return _condition(PROGRESSING, True, "RollingOutProxy", proxy.describe("nginx"))
-    if not config.all_applied or len(observed.endpoints) != observed.spec.replicas:
+    if not config.all_applied or _endpoints_missing(observed):
         message = (
             f"nginx config {observed.config_hash} with {len(observed.endpoints)} endpoints being applied"
         )
@@ -260,8 +295,10 @@ def _degraded(observed: Observed, config: ProxyConfigState) -> dict[str, Any]:
         *observed.problems,
         *config.rejected,
         *pod_problems(observed.backend_pods, "backend"),
+        *pod_problems(observed.canary_pods, "canary"),
         *pod_problems(observed.proxy_pods, "nginx"),
         *deadline_problems(observed.backend, "backend"),
+        *deadline_problems(observed.canary, "canary"),
         *deadline_problems(observed.proxy, "nginx"),
     ]
     if not problems:
@@ -337,7 +374,40 @@ def compute_status(
         "proxyConfigHash": observed.config_hash,
         "conditions": timed,
     }
-    return status, transitions(old_conditions, timed)
+    status.update(canary_status(observed))
+    return status, transitions(old_conditions, timed) + split_transitions(previous, status)
+
+
+def canary_status(observed: Observed) -> dict[str, Any]:
+    """status.canary (its image and pods) and status.weights (the percent each version gets now),
+    while spec.canary is set."""
+    canary = observed.spec.canary
+    if canary is None or observed.split is None:
+        return {}
+    pods = rollout(observed.canary, canary.replicas)
+    return {
+        "canary": {
+            "image": canary.image,
+            "weight": canary.weight,
+            "replicas": pods.replicas,
+            "readyReplicas": pods.ready,
+        },
+        "weights": {"stable": observed.split.stable, "canary": observed.split.canary},
+    }
+
+
+def split_transitions(previous: Mapping[str, Any], status: Mapping[str, Any]) -> list[Transition]:
+    """An event when the share of requests each version gets changes, and when the canary goes."""
+    before, after = previous.get("weights"), status.get("weights")
+    if before == after:
+        return []
+    if after is None:
+        return [Transition("Normal", "CanaryRemoved", "no canary: every request goes to the backend")]
+    message = f"requests now {after['stable']} % backend, {after['canary']} % canary"
+    asked = (status.get("canary") or {}).get("weight")
+    if asked is not None and asked != after["canary"]:
+        message += f" (spec.canary.weight {asked}: a version without a ready pod gets no share)"
+    return [Transition("Normal", "TrafficSplitChanged", message)]
 
 
 def invalid_spec_status(

@@ -3,10 +3,11 @@ NAME-proxy, by the full reconcile and by a fast path for EndpointSlice changes.
 
 A full reconcile reads every child (about fifteen requests) and queues behind the reconcile already
 running; a pod that became Ready must reach nginx sooner than that. The fast path (`sync_upstream`)
-makes two requests: it lists the EndpointSlices of NAME-backend and, only when the text changed,
-patches NAME-proxy. What else it needs (the nginx settings, the backend port, the uid of our ConfigMap,
-the hash last written) is the `Plan` that the last full reconcile left; with no plan (the operator just
-started, or NAME-proxy is not ours) it writes nothing and the full reconcile decides.
+makes two requests: it lists the EndpointSlices of NAME-backend (and of NAME-canary) and, only when the
+text changed, patches NAME-proxy. What else it needs (the nginx settings, the backend port, the canary's
+weight, the uid of our ConfigMap, the hash last written) is the `Plan` that the last full reconcile
+left; with no plan (the operator just started, or NAME-proxy is not ours) it writes nothing and the full
+reconcile decides.
 
 Both paths list the slices and write NAME-proxy under one lock per ScaledApi, so the later list is
 always the later write: a slow reconcile never puts back an upstream older than the fast path's.
@@ -23,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from scaledapi_operator import builders
-from scaledapi_operator.builders.common import backend_name, proxy_name
+from scaledapi_operator.builders.common import backend_name, canary_name, proxy_name
 from scaledapi_operator.cache import CHILDREN
 from scaledapi_operator.endpoints import SERVICE_NAME_LABEL, ready_endpoints
 from scaledapi_operator.kube import ApiError, Kube, error_message
 from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, config_hash, render_nginx_conf
+from scaledapi_operator.weights import Split, weighted
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,18 @@ class Upstream:
     text: str
     digest: str
     slices: list[dict[str, Any]] = field(default_factory=list)  # the EndpointSlices it was made of
+    split: Split | None = None  # the percent of each version, while a canary runs
+    canary_endpoints: int = 0  # how many of `endpoints` are canary pods
+
+
+@dataclass(frozen=True)
+class Source:
+    """What an upstream is rendered from besides the slices: the nginx settings, the backend port, and
+    the canary's weight (None: no canary, or its Service is not ours, so its slices are not our pods)."""
+
+    settings: NginxSettings
+    backend_port: int
+    canary_weight: int | None = None
 
 
 @dataclass(frozen=True)
@@ -50,8 +64,7 @@ class Plan:
     """What the fast path needs besides the slices, as the last full reconcile left it."""
 
     owner: builders.Owner
-    settings: NginxSettings
-    backend_port: int
+    source: Source
     configmap_uid: str
     written_digest: str
 
@@ -103,19 +116,38 @@ class UpstreamLocks:
 UPSTREAMS = UpstreamLocks()
 
 
-def list_upstream(
-    kube: Kube, owner: builders.Owner, settings: NginxSettings, backend_port: int, *, with_slices: bool
-) -> Upstream:
-    """The config for the ready endpoints now; with_slices=False (NAME-backend is not ours, so its
-    slices are not our pods) renders the no-backend config without asking."""
-    endpoints: list[Endpoint] = []
-    slices: list[dict[str, Any]] = []
-    if with_slices:
-        selector = f"{SERVICE_NAME_LABEL}={backend_name(owner)}"
-        slices = kube.list_objects("EndpointSlice", owner.namespace, selector)
-        endpoints = ready_endpoints(slices, backend_port)
-    text = render_nginx_conf(settings, endpoints)
-    return Upstream(endpoints, text, config_hash(text), slices)
+def _slice_selector(names: list[str]) -> str:
+    if len(names) == 1:
+        return f"{SERVICE_NAME_LABEL}={names[0]}"
+    return f"{SERVICE_NAME_LABEL} in ({','.join(names)})"
+
+
+def _of_service(slices: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [
+        s for s in slices if ((s.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL) == name
+    ]
+
+
+def list_upstream(kube: Kube, owner: builders.Owner, source: Source, *, with_slices: bool) -> Upstream:
+    """The config for the ready endpoints now, one list of the slices of NAME-backend (and of
+    NAME-canary while a canary runs); with_slices=False (NAME-backend is not ours, so its slices are
+    not our pods) renders the no-backend config without asking."""
+    if not with_slices:
+        text = render_nginx_conf(source.settings, [])
+        return Upstream([], text, config_hash(text))
+    names = [backend_name(owner)]
+    if source.canary_weight is not None:
+        names.append(canary_name(owner))
+    slices = kube.list_objects("EndpointSlice", owner.namespace, _slice_selector(names))
+    stable = ready_endpoints(_of_service(slices, names[0]), source.backend_port)
+    split: Split | None = None
+    canary: list[Endpoint] = []
+    endpoints = stable
+    if source.canary_weight is not None:
+        canary = ready_endpoints(_of_service(slices, names[1]), source.backend_port)
+        endpoints, split = weighted(stable, canary, source.canary_weight)
+    text = render_nginx_conf(source.settings, endpoints)
+    return Upstream(endpoints, text, config_hash(text), slices, split, len(canary))
 
 
 @dataclass(frozen=True)
@@ -129,7 +161,7 @@ class FastOutcome:
 
 
 def _fast_write(kube: Kube, key: Key, plan: Plan) -> FastOutcome:
-    upstream = list_upstream(kube, plan.owner, plan.settings, plan.backend_port, with_slices=True)
+    upstream = list_upstream(kube, plan.owner, plan.source, with_slices=True)
     if upstream.digest == plan.written_digest:
         return FastOutcome(written=False, upstream=upstream, owner=plan.owner)
     desired = builders.proxy_configmap(plan.owner, upstream.text, upstream.digest)
@@ -150,7 +182,7 @@ def _fast_write(kube: Kube, key: Key, plan: Plan) -> FastOutcome:
 
 
 def _replace_digest(plan: Plan, digest: str) -> Plan:
-    return Plan(plan.owner, plan.settings, plan.backend_port, plan.configmap_uid, digest)
+    return Plan(plan.owner, plan.source, plan.configmap_uid, digest)
 
 
 def sync_upstream(kube: Kube, namespace: str, name: str) -> FastOutcome:

@@ -14,6 +14,7 @@ from scaledapi_operator import spec as spec_module
 from scaledapi_operator.builders.common import Owner, backend_name, proxy_name, proxy_status_name
 from scaledapi_operator.spec import parse_spec
 from scaledapi_operator.status import Observed, compute_status
+from scaledapi_operator.weights import Split
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,6 +65,7 @@ def test_printer_columns(version: dict[str, Any]) -> None:
     assert columns["Desired"]["jsonPath"] == ".spec.replicas"
     assert columns["Ready"]["jsonPath"] == ".status.readyReplicas"
     assert columns["URL"]["jsonPath"] == ".status.url"
+    assert columns["Canary"]["jsonPath"] == ".status.weights.canary"
     assert (columns["Age"]["jsonPath"], columns["Age"]["type"]) == (".metadata.creationTimestamp", "date")
 
 
@@ -72,6 +74,7 @@ def test_required_fields(version: dict[str, Any]) -> None:
     assert schema(version, "spec")["required"] == ["backend", "proxy"]
     assert schema(version, "spec", "backend")["required"] == ["image"]
     assert schema(version, "spec", "proxy")["required"] == ["image"]
+    assert schema(version, "spec", "canary")["required"] == ["image", "weight"]
 
 
 BOUNDS = [
@@ -85,6 +88,8 @@ BOUNDS = [
     (("proxy", "workerProcesses"), 1, 8, 1),
     (("proxy", "nextUpstreamTries"), 1, 10, 3),
     (("proxy", "upstreamTimeoutSeconds"), 1, 300, 30),
+    (("canary", "weight"), 0, 100, None),
+    (("canary", "replicas"), 0, 50, 1),
 ]
 
 
@@ -100,8 +105,10 @@ def test_bounds_and_defaults(
 
 
 def test_enums_and_patterns(version: dict[str, Any]) -> None:
-    for section in ("backend", "proxy"):
-        assert schema(version, "spec", section, "imagePullPolicy")["enum"] == list(spec_module.PULL_POLICIES)
+    for section in ("backend", "proxy", "canary"):
+        if section != "canary":
+            pull = schema(version, "spec", section, "imagePullPolicy")
+            assert pull["enum"] == list(spec_module.PULL_POLICIES)
         image = schema(version, "spec", section, "image")
         assert image["pattern"] == r"^\S+$"
         assert image["maxLength"] == spec_module.MAX_IMAGE_LENGTH
@@ -258,6 +265,7 @@ def test_defaults_agree_with_the_parser(version: dict[str, Any]) -> None:
 def test_status_schema_holds_everything_the_operator_writes(version: dict[str, Any]) -> None:
     """Unknown status fields would be pruned, the status would never compare equal, and every
     reconcile would rewrite it."""
+    canary, split = {"image": "b:2", "weight": 20}, Split(stable=80, canary=20)
     spec = parse_spec({"backend": {"image": "b"}, "proxy": {"image": "n"}})
     status, _ = compute_status(
         Observed(generation=1, spec=spec, selector="s", url="u", config_hash="h"), {}, "t"
@@ -268,3 +276,9 @@ def test_status_schema_holds_everything_the_operator_writes(version: dict[str, A
     for condition in status["conditions"]:
         assert set(condition) <= condition_fields
     assert properties["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
+    with_canary = parse_spec({"backend": {"image": "b"}, "proxy": {"image": "n"}, "canary": canary})
+    observed = Observed(generation=1, spec=with_canary, selector="s", url="u", config_hash="h", split=split)
+    status, _ = compute_status(observed, {}, "t")
+    assert {"canary", "weights"} <= set(status) <= set(properties)
+    assert set(status["canary"]) <= set(properties["canary"]["properties"])
+    assert set(status["weights"]) <= set(properties["weights"]["properties"])

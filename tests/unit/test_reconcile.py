@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from scaledapi_operator.cache import CHILDREN
+from scaledapi_operator.endpoints import SERVICE_NAME_LABEL
 from scaledapi_operator.handlers import owner_name
 from scaledapi_operator.kube import ApiError, Kube
 from scaledapi_operator.ownership import ADOPT_ANNOTATION
@@ -47,6 +48,33 @@ def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         else:
             result[key] = copy.deepcopy(value)
     return result
+
+
+def _selector_terms(selector: str) -> list[str]:
+    """`a=b,c in (d,e)` -> ["a=b", "c in (d,e)"]: commas inside parentheses belong to their term."""
+    terms, depth, start = [], 0, 0
+    for index, char in enumerate(selector):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            terms.append(selector[start:index])
+            start = index + 1
+    terms.append(selector[start:])
+    return [term.strip() for term in terms if term.strip()]
+
+
+def matches(obj: dict[str, Any], selector: str | None) -> bool:
+    """A label selector of the forms the operator sends: `key=value` and `key in (a,b)` terms."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for term in _selector_terms(selector or ""):
+        if " in (" in term:
+            key, values = term.split(" in (", 1)
+            if labels.get(key.strip()) not in {v.strip() for v in values.rstrip(")").split(",")}:
+                return False
+        else:
+            key, value = term.split("=", 1)
+            if labels.get(key) != value:
+                return False
+    return True
 
 
 def refusal(status: int, message: str, reason: str = "Invalid") -> ApiError:
@@ -135,14 +163,9 @@ class FakeKube(Kube):
     ) -> list[dict[str, Any]]:
         self._check("list", kind, "")
         if kind == "EndpointSlice":
-            return copy.deepcopy(self.slices)
+            return [copy.deepcopy(s) for s in self.slices if matches(s, label_selector)]
         if kind == "Pod":
-            wanted = dict(term.split("=", 1) for term in (label_selector or "").split(",") if term)
-            return [
-                copy.deepcopy(pod)
-                for pod in self.pods
-                if wanted.items() <= pod["metadata"].get("labels", {}).items()
-            ]
+            return [copy.deepcopy(pod) for pod in self.pods if matches(pod, label_selector)]
         return []
 
     def post_event(self, involved: dict[str, Any], event_type: str, reason: str, message: str) -> None:
@@ -189,14 +212,20 @@ def scaledapi(replicas: int = 2, status: dict[str, Any] | None = None, name: str
     }
 
 
+CANARY_KINDS = ("Deployment", "Service", "NetworkPolicy")
+
+
 def test_first_reconcile_creates_every_child() -> None:
     kube = FakeKube()
     outcome = reconcile(kube, scaledapi(), now=lambda: NOW)
     created = [a for a in outcome.applied if a.action == CREATED]
     assert len(created) == 12
-    # One proxy copy: no budget for it, and nothing to remove.
+    # One proxy copy: no budget for it; no canary; nothing to remove.
     assert [(a.action, a.kind, a.name) for a in outcome.applied if a.action != CREATED] == [
-        (UNCHANGED, "PodDisruptionBudget", "hello-proxy")
+        (UNCHANGED, "Deployment", "hello-canary"),
+        (UNCHANGED, "Service", "hello-canary"),
+        (UNCHANGED, "NetworkPolicy", "hello-canary"),
+        (UNCHANGED, "PodDisruptionBudget", "hello-proxy"),
     ]
     assert ("PodDisruptionBudget", "demo", "hello-backend") in kube.objects
     assert ("PodDisruptionBudget", "demo", "hello-proxy") not in kube.objects
@@ -313,6 +342,7 @@ def test_an_object_owned_by_no_one_is_never_touched_and_degrades() -> None:
     # The nginx pods would read it: their Deployment waits; every other child is still made.
     assert actions.pop(("Deployment", "hello-proxy")) == HELD
     assert actions.pop(("PodDisruptionBudget", "hello-proxy")) == UNCHANGED  # one proxy copy: none
+    assert {actions.pop((kind, "hello-canary")) for kind in CANARY_KINDS} == {UNCHANGED}  # no canary
     assert set(actions.values()) == {CREATED}
     assert kube.objects[("ConfigMap", "demo", "hello-proxy")] == before  # no owner reference, no data
     assert not [w for w in kube.writes if w[1:] == ("ConfigMap", "hello-proxy")]
@@ -457,6 +487,7 @@ def test_a_refused_child_degrades_with_the_servers_message_and_the_rest_is_recon
     assert [(a.kind, a.name) for a in outcome.failed] == [("Service", "hello-proxy")]
     others = {(a.kind, a.name): a.action for a in outcome.applied if a.action != FAILED}
     assert others.pop(("PodDisruptionBudget", "hello-proxy")) == UNCHANGED  # one proxy copy: none
+    assert {others.pop((kind, "hello-canary")) for kind in CANARY_KINDS} == {UNCHANGED}  # no canary
     assert len(others) == 11 and set(others.values()) == {CREATED}
     assert outcome.status_written
     degraded = degraded_of(outcome.status)
@@ -549,6 +580,7 @@ def test_ready_endpoints_reach_the_nginx_config() -> None:
     kube = FakeKube()
     kube.slices = [
         {
+            "metadata": {"labels": {SERVICE_NAME_LABEL: "hello-backend"}},
             "addressType": "IPv4",
             "endpoints": [
                 {"addresses": ["10.244.0.7"], "conditions": {"ready": True}},

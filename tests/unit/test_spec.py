@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from scaledapi_operator.container_spec import HTTP, TCP, Check, SecuritySpec
-from scaledapi_operator.spec import BackendSpec, ProxySpec, ScaledApiSpec, parse_spec
+from scaledapi_operator.spec import BackendSpec, CanarySpec, ProxySpec, ScaledApiSpec, parse_spec
 from scaledapi_operator.spec_errors import SpecError
 
 
@@ -136,6 +136,14 @@ def test_zero_replicas_is_allowed() -> None:
         (("proxy", "upstreamTimeoutSeconds"), 301, "spec.proxy.upstreamTimeoutSeconds"),
         (("proxy", "externalURL"), "ftp://x", "spec.proxy.externalURL"),
         (("proxy", "externalURL"), "http://a b", "spec.proxy.externalURL"),
+        (("canary",), "v2", "spec.canary"),
+        (("canary",), {"weight": 10}, "spec.canary.image"),
+        (("canary",), {"image": "api:v2"}, "spec.canary.weight"),
+        (("canary",), {"image": "a b", "weight": 10}, "spec.canary.image"),
+        (("canary",), {"image": "api:v2", "weight": 101}, "spec.canary.weight"),
+        (("canary",), {"image": "api:v2", "weight": -1}, "spec.canary.weight"),
+        (("canary",), {"image": "api:v2", "weight": True}, "spec.canary.weight"),
+        (("canary",), {"image": "api:v2", "weight": 5, "replicas": 51}, "spec.canary.replicas"),
     ],
 )
 def test_bad_values_name_the_field(path: tuple[str, ...], value: Any, field: str) -> None:
@@ -222,3 +230,9 @@ def test_container_defaults_are_todays_bundled_backend() -> None:
     assert shape.resources == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
     assert shape.security == SecuritySpec(10001, 10001, run_as_non_root=True, read_only_root_filesystem=True)
     assert shape.command is None and shape.args is None and shape.env == ()
+
+
+def test_a_canary_is_parsed_with_its_default_replicas() -> None:
+    spec = parse_spec({**minimal(), "canary": {"image": "api:v2", "weight": 20}})
+    assert spec.canary == CanarySpec(image="api:v2", weight=20, replicas=1)
+    assert parse_spec(minimal()).canary is None

@@ -1,15 +1,19 @@
-"""Desired state of the backend: Deployment, Service and PodDisruptionBudget (NAME-backend)."""
+"""Desired state of the backend: Deployment, Service and PodDisruptionBudget (NAME-backend), and of
+the canary beside it (Deployment and Service NAME-canary)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from scaledapi_operator.builders.common import (
     BACKEND,
+    CANARY,
     RESTRICTED_CONTAINER,
     TERMINATION_MARGIN_SECONDS,
     Owner,
     backend_name,
+    canary_name,
     deployment,
     disruption_budget,
     field_env,
@@ -102,7 +106,22 @@ def backend_container(backend: BackendSpec) -> dict[str, Any]:
 
 
 def backend_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
-    security = spec.backend.container.security
+    return _api_deployment(owner, spec, backend_name(owner), BACKEND, spec.backend, spec.replicas)
+
+
+def canary_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any] | None:
+    """NAME-canary: the backend's pod exactly, with the canary's image and replica count; None
+    without spec.canary."""
+    if spec.canary is None:
+        return None
+    backend = dataclasses.replace(spec.backend, image=spec.canary.image)
+    return _api_deployment(owner, spec, canary_name(owner), CANARY, backend, spec.canary.replicas)
+
+
+def _api_deployment(
+    owner: Owner, spec: ScaledApiSpec, name: str, component: str, backend: BackendSpec, replicas: int
+) -> dict[str, Any]:
+    security = backend.container.security
     pod_spec = {
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": termination_grace_period(spec),
@@ -112,20 +131,31 @@ def backend_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
             "runAsGroup": security.run_as_group,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [backend_container(spec.backend)],
+        "containers": [backend_container(backend)],
     }
-    return deployment(owner, backend_name(owner), BACKEND, spec.replicas, pod_spec)
+    return deployment(owner, name, component, replicas, pod_spec)
 
 
 def backend_service(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
-    port = spec.backend.port
+    return _api_service(owner, backend_name(owner), BACKEND, spec.backend.port)
+
+
+def canary_service(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any] | None:
+    """NAME-canary's Service: nginx does not use its address, but its EndpointSlices are where the
+    canary pods' readiness is read from, as NAME-backend's are for the stable pods."""
+    if spec.canary is None:
+        return None
+    return _api_service(owner, canary_name(owner), CANARY, spec.backend.port)
+
+
+def _api_service(owner: Owner, name: str, component: str, port: int) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(owner, backend_name(owner), BACKEND),
+        "metadata": metadata(owner, name, component),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(owner, BACKEND),
+            "selector": selector_labels(owner, component),
             # A named target port: while a change of spec.backend.port rolls out, each pod is reached
             # on its own containerPort, old and new alike.
             "ports": [{"name": "http", "port": port, "targetPort": BACKEND_PORT_NAME, "protocol": "TCP"}],

@@ -8,6 +8,7 @@ from typing import Any
 from scaledapi_operator import API_VERSION, KIND
 
 BACKEND = "backend"
+CANARY = "canary"
 PROXY = "proxy"
 MANAGED_BY = "scaledapi-operator"
 LABEL_NAME = "app.kubernetes.io/name"
@@ -46,6 +47,15 @@ def backend_name(owner: Owner) -> str:
 def backend_name_of(scaledapi: str) -> str:
     """The backend Deployment and Service of the ScaledApi named `scaledapi`."""
     return f"{scaledapi}-backend"
+
+
+def canary_name(owner: Owner) -> str:
+    return canary_name_of(owner.name)
+
+
+def canary_name_of(scaledapi: str) -> str:
+    """The canary Deployment, Service and NetworkPolicy of the ScaledApi named `scaledapi`."""
+    return f"{scaledapi}-canary"
 
 
 def proxy_name(owner: Owner) -> str:

@@ -12,15 +12,18 @@ from typing import Any
 
 from scaledapi_operator.builders.common import (
     BACKEND,
+    CANARY,
     PROXY,
     Owner,
     backend_name,
+    canary_name,
     metadata,
     proxy_name,
     selector_labels,
 )
 from scaledapi_operator.builders.proxy import PROXY_PORT_NAME
 from scaledapi_operator.endpoints import BACKEND_PORT_NAME
+from scaledapi_operator.spec import ScaledApiSpec
 
 
 def _policy(owner: Owner, name: str, component: str, rule: dict[str, Any]) -> dict[str, Any]:
@@ -40,10 +43,21 @@ def _policy(owner: Owner, name: str, component: str, rule: dict[str, Any]) -> di
 def backend_network_policy(owner: Owner) -> dict[str, Any]:
     """Backend pods accept connections only from this ScaledApi's nginx pods, on the API's port (the
     named port, which follows spec.backend.port as the Service's targetPort does)."""
+    return _api_policy(owner, backend_name(owner), BACKEND)
+
+
+def canary_network_policy(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any] | None:
+    """The same for the canary pods; None without spec.canary."""
+    if spec.canary is None:
+        return None
+    return _api_policy(owner, canary_name(owner), CANARY)
+
+
+def _api_policy(owner: Owner, name: str, component: str) -> dict[str, Any]:
     return _policy(
         owner,
-        backend_name(owner),
-        BACKEND,
+        name,
+        component,
         {
             "from": [{"podSelector": {"matchLabels": selector_labels(owner, PROXY)}}],
             "ports": [{"protocol": "TCP", "port": BACKEND_PORT_NAME}],
