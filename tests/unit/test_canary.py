@@ -5,10 +5,14 @@ promotion that leaves one plain upstream and removes only our canary."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from scaledapi_operator import builders
 from scaledapi_operator.handlers import is_backend_slice
+from scaledapi_operator.kube import KINDS
 from scaledapi_operator.reconcile import CREATED, DELETED, UNCHANGED
 from scaledapi_operator.spec import parse_spec
 from scaledapi_operator.upstream import sync_upstream
@@ -173,3 +177,15 @@ def test_the_canary_slices_trigger_the_fast_path() -> None:
     assert is_backend_slice(labelled("hello-canary"), "hello")
     assert is_backend_slice(labelled("hello-backend"), "hello")
     assert not is_backend_slice(labelled("hello-proxy"), "hello")
+
+
+def test_the_operator_may_delete_every_kind_it_removes() -> None:
+    """A removal the ClusterRole does not allow is refused with 403 on a real cluster, and the
+    canary would stay (found by e2e 19)."""
+    docs = yaml.safe_load_all((Path(__file__).parents[2] / "manifests" / "rbac.yaml").read_text())
+    role = next(d for d in docs if d and d["kind"] == "ClusterRole")
+    removable = {"Deployment", "Service", "NetworkPolicy", "PodDisruptionBudget"}
+    for kind in removable:
+        group = KINDS[kind].api_version.rpartition("/")[0]
+        rules = [r for r in role["rules"] if group in r["apiGroups"] and KINDS[kind].plural in r["resources"]]
+        assert any("delete" in r["verbs"] for r in rules), f"{kind}: no delete in the ClusterRole"
