@@ -30,11 +30,14 @@ from typing import Any
 from scaledapi_proxy.applier import APPLIED, ApplyResult, NginxApplier, nginx_run_command
 from scaledapi_proxy.kube import HTTP_GONE, REQUEST_ERRORS, ApiError, KubeClient
 from scaledapi_proxy.sync import BACKOFF_MAX_S, BACKOFF_MIN_S, WITHDRAW_DEADLINE_S, Backoff, Syncer
+from scaledapi_proxy.watch import ConfigMapState
+from scaledapi_proxy.zero import ACTIVATOR_SOCKET, ACTIVITY_SOCKET, Activator, Activity, Upstream, settings_of
 
 log = logging.getLogger("scaledapi_proxy")
 
 DEFAULT_CONF_PATH = "/tmp/nginx/nginx.conf"  # noqa: S108 - an emptyDir in the pod
 MIN_HEALTHY_WATCH_S = 1.0  # a watch that ends sooner without an event counts as a failure (backoff)
+IDLE_TICK_S = 0.25  # how often the idle clock compares the last request with the idle time
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,19 @@ class Reloader:
             backoff_max_s=tuning.backoff_max_s,
             withdraw_deadline_s=tuning.withdraw_deadline_s,
         )
+        # Scale to zero (zero.py): the last request, the servers for held requests, the settings in force.
+        self.activity = Activity()
+        self.activity.listeners.append(self._request_seen)
+        self.upstream = Upstream()
+        self.zero = settings_of("")
+        runtime = os.path.dirname(settings.conf_path) or "."
+        self.activity_socket = os.path.join(runtime, ACTIVITY_SOCKET)
+        self.activator = Activator(
+            os.path.join(runtime, ACTIVATOR_SOCKET),
+            self.activity,
+            self.upstream,
+            lambda: float(self.zero.wake_timeout_seconds) if self.zero is not None else 0.0,
+        )
         self.nginx: subprocess.Popen[bytes] | None = None
         self.stopping = threading.Event()
         self.wake = threading.Event()  # nginx started, or a stop was asked for
@@ -133,6 +149,33 @@ class Reloader:
     def _patch_status(self, patch: dict[str, Any]) -> None:
         self.client.merge_patch_configmap(self.settings.namespace, self.settings.status_configmap, patch)
 
+    # --- scale to zero ------------------------------------------------------------------------------
+    def _offer(self, configmap: ConfigMapState, received: float, source: str) -> None:
+        """A ConfigMap text for nginx; its servers are also where held requests go, at once."""
+        if configmap.text is not None:
+            self.zero = settings_of(configmap.text)
+            self.upstream.offer(configmap.text)
+        self.syncer.offer(configmap, received, source)
+
+    def _request_seen(self) -> None:
+        if self.zero is not None:
+            self.syncer.set_idle(False)
+
+    def _receive_activity(self) -> None:
+        self.activity.receive(self.activity_socket, self.stopping)
+
+    def _optional(self, name: str, target: Callable[[], None]) -> None:
+        """Scale to zero's threads: without them nginx still serves, so a failure stops only them."""
+        try:
+            target()
+        except OSError as exc:
+            log.error("event=thread-failed thread=%s error=%r; scale to zero cannot hold requests", name, exc)
+
+    def idle_loop(self) -> None:
+        while not self.stopping.wait(IDLE_TICK_S):
+            zero = self.zero
+            self.syncer.set_idle(None if zero is None else self.activity.idle_for() >= zero.idle_seconds)
+
     # --- watch ---------------------------------------------------------------------------------------
     def watch_loop(self) -> None:
         rv: str | None = None
@@ -164,7 +207,7 @@ class Reloader:
         if cm is None:
             log.warning("event=configmap-missing name=%s source=list", s.configmap)
         else:
-            self.syncer.offer(cm, time.monotonic(), "list")
+            self._offer(cm, time.monotonic(), "list")
         return rv
 
     def _follow(self, rv: str) -> tuple[str, bool]:
@@ -185,7 +228,7 @@ class Reloader:
             if event.resource_version:
                 rv = event.resource_version
             if event.type in ("ADDED", "MODIFIED") and event.configmap is not None:
-                self.syncer.offer(event.configmap, received, "watch")
+                self._offer(event.configmap, received, "watch")
             elif event.type == "DELETED":
                 log.warning("event=configmap-deleted rv=%s; nginx keeps its config", rv)
         return rv, bool(events) or time.monotonic() - opened >= MIN_HEALTHY_WATCH_S
@@ -201,7 +244,14 @@ class Reloader:
     def start(self) -> None:
         """Start the watch and sync threads (``run`` does; tests call it without signal handlers)."""
         os.makedirs(os.path.dirname(self.settings.conf_path) or ".", exist_ok=True)
-        for name, target in (("watch", self.watch_loop), ("sync", lambda: self.syncer.run(self.stopping))):
+        threads: tuple[tuple[str, Callable[[], None]], ...] = (
+            ("watch", self.watch_loop),
+            ("sync", lambda: self.syncer.run(self.stopping)),
+            ("activity", lambda: self._optional("activity", self._receive_activity)),
+            ("activator", lambda: self._optional("activator", lambda: self.activator.serve(self.stopping))),
+            ("idle", self.idle_loop),
+        )
+        for name, target in threads:
             thread = threading.Thread(target=self._thread_main, args=(name, target), name=name, daemon=True)
             thread.start()
             self.threads.append(thread)

@@ -19,18 +19,26 @@ def rfc3339(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def report_value(config_hash: str, state: str, message: str, when: dt.datetime) -> str:
-    return json.dumps(
-        {"hash": config_hash, "state": state, "message": shorten(message), "time": rfc3339(when)},
-        sort_keys=True,
-    )
+def report_value(
+    config_hash: str, state: str, message: str, when: dt.datetime, idle: bool | None = None
+) -> str:
+    """The pod's report; ``idle`` only while its config enables scale to zero (zero.py)."""
+    report: dict[str, Any] = {
+        "hash": config_hash,
+        "state": state,
+        "message": shorten(message),
+        "time": rfc3339(when),
+    }
+    if idle is not None:
+        report["idle"] = idle
+    return json.dumps(report, sort_keys=True)
 
 
 def report_patch(
-    pod_name: str, config_hash: str, state: str, message: str, when: dt.datetime
+    pod_name: str, config_hash: str, state: str, message: str, when: dt.datetime, idle: bool | None = None
 ) -> dict[str, Any]:
     """JSON merge patch body: only key ``pod_name`` of ``data`` changes, other pods' keys stay."""
-    return {"data": {pod_name: report_value(config_hash, state, message, when)}}
+    return {"data": {pod_name: report_value(config_hash, state, message, when, idle)}}
 
 
 def withdrawal_patch(pod_name: str) -> dict[str, Any]:

@@ -110,6 +110,10 @@ class Syncer:
         self.report_at = 0.0
         self.report_backoff = Backoff(backoff_min_s, backoff_max_s)
         self.withdrawn = False
+        # Scale to zero: what the pod should say (under cond, set by the idle clock) and what it said.
+        self.idle_wanted: bool | None = None
+        self.idle_said: bool | None = None
+        self.last_result: tuple[str, str, str] | None = None  # hash, state, message
 
     # --- from the watch thread -----------------------------------------------------------------------
     def offer(self, configmap: ConfigMapState, received: float, source: str) -> None:
@@ -123,12 +127,26 @@ class Syncer:
             self.dirty = True
             self.cond.notify_all()
 
+    def set_idle(self, idle: bool | None) -> None:
+        """Whether the pod has been idle for its idle time (None: its config has no scale to zero);
+        a change is reported at once, with the last result."""
+        with self.cond:
+            if self.idle_wanted == idle:
+                return
+            self.idle_wanted = idle
+            self.dirty = True
+            self.cond.notify_all()
+
     # --- the sync thread -----------------------------------------------------------------------------
     def step(self) -> float | None:
         """Do what is due now; seconds until the next thing is due, None when only an offer brings work."""
         with self.cond:
             self.dirty = False
             offer, apply_at = self.desired, self.apply_at
+            idle = self.idle_wanted
+        if idle != self.idle_said and self.last_result is not None:
+            self.idle_said = idle
+            self._queue_report()
         if offer is not None and offer.key != self.handled and self.clock() >= apply_at:
             self._apply(offer)
         if self.pending_report is not None and not self.withdrawn and self.clock() >= self.report_at:
@@ -190,7 +208,18 @@ class Syncer:
 
     def _decided(self, key: str, digest: str, state: str, message: str) -> None:
         self.handled = key
-        self.pending_report = report_patch(self.pod_name, digest, state, message, self.wall_clock())
+        self.last_result = (digest, state, message)
+        with self.cond:
+            self.idle_said = self.idle_wanted
+        self._queue_report()
+
+    def _queue_report(self) -> None:
+        if self.last_result is None:
+            return
+        digest, state, message = self.last_result
+        self.pending_report = report_patch(
+            self.pod_name, digest, state, message, self.wall_clock(), self.idle_said
+        )
         self.report_at = 0.0
         self.report_backoff.reset()
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 # The hash is the contract between the operator (annotation scaledapi.dev/config-hash) and the nginx
 # pods' reports: one definition, in the stdlib-only package that both images install.
 from scaledapi_proxy.applier import config_hash
+from scaledapi_proxy.zero import ACTIVATOR_SOCKET, ACTIVITY_SOCKET, ScaleToZero
 
 __all__ = ["Endpoint", "NginxSettings", "config_hash", "render_nginx_conf"]
 
@@ -70,6 +71,7 @@ class NginxSettings:
     next_upstream_tries: int = 3
     upstream_timeout_seconds: int = 30
     access_log: str = "Buffered"
+    scale_to_zero: ScaleToZero | None = None
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:
@@ -90,6 +92,10 @@ def _check_settings(settings: NginxSettings) -> None:
         raise ValueError(
             f"access_log must be one of {sorted(ACCESS_LOG_DIRECTIVES)}, got {settings.access_log!r}"
         )
+    zero = settings.scale_to_zero
+    if zero is not None:
+        _check_int("idle_seconds", zero.idle_seconds, 1, 86400)
+        _check_int("wake_timeout_seconds", zero.wake_timeout_seconds, 1, 3600)
     rd = settings.runtime_dir
     if not isinstance(rd, str) or not _SAFE_PATH.match(rd) or "/../" in f"{rd}/" or rd == "/":
         raise ValueError(f"runtime_dir must be an absolute path of [A-Za-z0-9._/-], got {rd!r}")
@@ -141,9 +147,11 @@ def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) ->
     rd = settings.runtime_dir.rstrip("/")
     timeout = f"{settings.upstream_timeout_seconds}s"
 
+    zero = settings.scale_to_zero
     lines: list[str] = [
         "# Rendered by scaledapi-operator (scaledapi_operator.nginx_conf); do not edit.",
         f"# Ready endpoints: {len(addresses)}",
+        *([zero.settings_line()] if zero is not None else []),
         f"worker_processes {settings.worker_processes};",
         f"pid {rd}/nginx.pid;",
         "error_log stderr notice;",
@@ -167,6 +175,7 @@ def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) ->
         "                         'upstream=$upstream_addr upstream_status=$upstream_status '",
         "                         'request_time=$request_time upstream_time=$upstream_response_time';",
         f"    {ACCESS_LOG_DIRECTIVES[settings.access_log]}",
+        *(["    log_format scaledapi_activity '$status';"] if zero is not None else []),
         "",
     ]
     if addresses:
@@ -193,6 +202,7 @@ def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) ->
     if addresses:
         lines += [
             "        location / {",
+            *_activity_log(settings),
             f"            proxy_pass http://{UPSTREAM_NAME};",
             "            proxy_http_version 1.1;",
             '            proxy_set_header Connection "";',
@@ -223,6 +233,8 @@ def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) ->
             '            return 504 \'{"error":"gateway timeout","reason":"backend timed out"}\\n\';',
             "        }",
         ]
+    elif zero is not None:
+        lines += _asleep_location(settings, rd)
     else:
         lines += [
             "        location / {",
@@ -237,3 +249,46 @@ def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) ->
         "",
     ]
     return "\n".join(lines)
+
+
+def _activity_log(settings: NginxSettings) -> list[str]:
+    """With scale to zero, each API request also sends a datagram to the reloader (zero.Activity); an
+    access_log in a location replaces the inherited one, so the stdout log is repeated here."""
+    if settings.scale_to_zero is None:
+        return []
+    rd = settings.runtime_dir.rstrip("/")
+    lines = [
+        f"            access_log syslog:server=unix:{rd}/{ACTIVITY_SOCKET},nohostname scaledapi_activity;"
+    ]
+    if settings.access_log != "Off":
+        lines.append(f"            {ACCESS_LOG_DIRECTIVES[settings.access_log]}")
+    return lines
+
+
+def _asleep_location(settings: NginxSettings, rd: str) -> list[str]:
+    """No backend copy is ready and scale to zero is on: the reloader's activator holds each request
+    until one is (it wakes the backend), then forwards it; it answers 503 itself after the wake timeout."""
+    zero = settings.scale_to_zero
+    assert zero is not None
+    hold = f"{zero.wake_timeout_seconds + settings.upstream_timeout_seconds + 5}s"
+    return [
+        "        location / {",
+        *_activity_log(settings),
+        f"            proxy_pass http://unix:{rd}/{ACTIVATOR_SOCKET}:;",
+        "            proxy_set_header Host $http_host;",
+        "            proxy_set_header X-Real-IP $remote_addr;",
+        "            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "            proxy_set_header X-Forwarded-Proto $scheme;",
+        f"            proxy_connect_timeout {CONNECT_TIMEOUT};",
+        f"            proxy_send_timeout {hold};",
+        f"            proxy_read_timeout {hold};",
+        "            proxy_next_upstream off;",
+        "        }",
+        "",
+        "        error_page 502 @bad_gateway;",
+        "",
+        "        location @bad_gateway {",
+        "            default_type application/json;",
+        '            return 502 \'{"error":"bad gateway","reason":"the activator did not answer"}\\n\';',
+        "        }",
+    ]

@@ -24,6 +24,7 @@ from scaledapi_operator.compare import differences, hand_added, is_subset, path_
 from scaledapi_operator.kube import HTTP_CONFLICT, ApiError, Kube, error_message
 from scaledapi_operator.ownership import is_ours, ownership_conflict, with_other_owners
 from scaledapi_operator.seen import SEEN, Trigger
+from scaledapi_operator.sleep import is_asleep, running_spec
 from scaledapi_operator.spec import ScaledApiSpec, parse_spec
 from scaledapi_operator.spec_errors import SpecError
 from scaledapi_operator.status import Observed, Problem, Transition, compute_status, invalid_spec_status
@@ -244,13 +245,19 @@ def _write_status(kube: Kube, body: Mapping[str, Any], status: dict[str, Any]) -
 
 
 def write_upstream(
-    kube: Kube, owner: builders.Owner, spec: ScaledApiSpec, *, slices_ours: bool, canary_ours: bool
+    kube: Kube,
+    owner: builders.Owner,
+    spec: ScaledApiSpec,
+    *,
+    slices_ours: bool,
+    canary_ours: bool,
+    asleep: bool = False,
 ) -> tuple[Upstream, Applied]:
     """List the ready endpoints, render and apply ConfigMap NAME-proxy, under the fast path's lock, and
     leave the fast path its plan (none while NAME-proxy or NAME-backend is not ours)."""
     key = (owner.namespace, owner.name)
     weight = spec.canary.weight if spec.canary is not None and canary_ours else None
-    source = Source(builders.nginx_settings(spec), spec.backend.port, weight)
+    source = Source(builders.nginx_settings(spec), spec.backend.port, weight, asleep)
 
     def work() -> tuple[Upstream, Applied]:
         upstream = list_upstream(kube, owner, source, with_slices=slices_ours)
@@ -285,6 +292,11 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         status, found = invalid_spec_status(owner.generation, str(error), previous, now())
         return Outcome(status, found, [], _write_status(kube, body, status))
 
+    # Scale to zero (sleep.py): asleep while every nginx pod reports idle; the watched reports are enough.
+    reports_cm = CHILDREN.get("ConfigMap", owner.namespace, proxy_status_name(owner))
+    asleep = is_asleep(spec, reports_cm if reports_cm is not None and is_ours(reports_cm, owner) else None)
+    wanted, spec = spec, running_spec(spec, asleep)
+
     # The backend Deployment first: a new replica count (kubectl scale) is what a user waits for.
     backend_deployment = apply_child(kube, owner, builders.backend_deployment(owner, spec))
     # Then the backend Service: only when it is ours are the EndpointSlices of NAME-backend our pods.
@@ -301,6 +313,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         spec,
         slices_ours=backend_service.action != CONFLICT,
         canary_ours=canary_service.action not in (CONFLICT, FAILED),
+        asleep=asleep,
     )
 
     # Each child on its own: a refusal of one is recorded and the others are still reconciled.
@@ -373,6 +386,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         proxy_pods=proxy_pods,
         proxy_reports=status_cm.get("data") or {},
         problems=[Problem(item.reason, item.detail) for item in applied if item.action in (CONFLICT, FAILED)],
+        asleep=asleep if wanted.scale_to_zero is not None else None,
     )
     status, found = compute_status(observed, previous, now())
     found += deprecations(spec, owner.generation, previous)

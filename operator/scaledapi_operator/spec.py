@@ -13,6 +13,7 @@ from typing import Any
 
 from scaledapi_operator.container_spec import ContainerSpec, parse_container
 from scaledapi_operator.spec_errors import SpecError
+from scaledapi_proxy.zero import ScaleToZero
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 ACCESS_LOGS = ("Buffered", "Immediate", "Off")
@@ -67,6 +68,7 @@ class ScaledApiSpec:
     proxy: ProxySpec
     replicas: int = 1
     canary: CanarySpec | None = None
+    scale_to_zero: ScaleToZero | None = None
 
 
 def _section(body: Mapping[str, Any], field: str) -> Mapping[str, Any]:
@@ -181,6 +183,19 @@ def _parse_canary(body: Mapping[str, Any]) -> CanarySpec | None:
     )
 
 
+def _parse_scale_to_zero(body: Mapping[str, Any]) -> ScaleToZero | None:
+    if body.get("scaleToZero") is None:
+        return None
+    section = _section(body, "scaleToZero")
+    p = "scaleToZero."
+    if section.get("idleSeconds") is None:
+        raise SpecError(f"{p}idleSeconds", "is required")
+    return ScaleToZero(
+        idle_seconds=_int(section, p, "idleSeconds", 0, 5, 86400),
+        wake_timeout_seconds=_int(section, p, "wakeTimeoutSeconds", 60, 1, 300),
+    )
+
+
 def parse_spec(body_spec: Mapping[str, Any]) -> ScaledApiSpec:
     """Parse `.spec` of a ScaledApi, applying the CRD's defaults; raise SpecError naming the field."""
     return ScaledApiSpec(
@@ -188,4 +203,5 @@ def parse_spec(body_spec: Mapping[str, Any]) -> ScaledApiSpec:
         backend=_parse_backend(body_spec),
         proxy=_parse_proxy(body_spec),
         canary=_parse_canary(body_spec),
+        scale_to_zero=_parse_scale_to_zero(body_spec),
     )

@@ -75,6 +75,7 @@ class Observed:
     canary_pods: Sequence[Mapping[str, Any]] = ()
     split: Split | None = None  # the effective percent of each version, while a canary runs
     canary_endpoints: int = 0  # of `endpoints`, those of canary pods
+    asleep: bool | None = None  # scale to zero: whether the backend sleeps (None: not enabled)
 
     @property
     def stable_endpoints(self) -> int:
@@ -263,6 +264,8 @@ def _ready(observed: Observed, backend: Rollout, proxy: Rollout, config: ProxyCo
         message = f"{applied} nginx pods applied config {observed.config_hash}"
         return _condition(READY, False, "ProxyConfigNotApplied", message)
     message = f"{desired} backend replicas ready behind {len(config.current_pods)} nginx pods"
+    if observed.asleep:
+        message = f"scaled to zero: {len(config.current_pods)} nginx pods hold requests and wake the backend"
     if observed.spec.canary is not None and observed.split is not None:
         message += (
             f", {observed.spec.canary.replicas} canary replicas with {observed.split.canary} % of requests"
@@ -375,7 +378,20 @@ def compute_status(
         "conditions": timed,
     }
     status.update(canary_status(observed))
-    return status, transitions(old_conditions, timed) + split_transitions(previous, status)
+    found = transitions(old_conditions, timed) + split_transitions(previous, status)
+    if observed.asleep is not None:
+        status["scaledToZero"] = observed.asleep
+        found += sleep_transitions(previous, observed.asleep)
+    return status, found
+
+
+def sleep_transitions(previous: Mapping[str, Any], asleep: bool) -> list[Transition]:
+    was = previous.get("scaledToZero")
+    if was is None or was == asleep:
+        return []
+    if asleep:
+        return [Transition("Normal", "ScaledToZero", "no request for spec.scaleToZero.idleSeconds: 0 copies")]
+    return [Transition("Normal", "WakingUp", "a request came: the backend goes back to spec.replicas copies")]
 
 
 def canary_status(observed: Observed) -> dict[str, Any]:

@@ -57,6 +57,7 @@ class Source:
     settings: NginxSettings
     backend_port: int
     canary_weight: int | None = None
+    asleep: bool = False  # scale to zero: the backend sleeps, nginx holds requests whatever the slices say
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,9 @@ def list_upstream(kube: Kube, owner: builders.Owner, source: Source, *, with_sli
     if source.canary_weight is not None:
         canary = ready_endpoints(_of_service(slices, names[1]), source.backend_port)
         endpoints, split = weighted(stable, canary, source.canary_weight)
+    if source.asleep:
+        # Its copies may still be draining (ready or serving): new requests wait for the wake-up.
+        endpoints, canary = [], []
     text = render_nginx_conf(source.settings, endpoints)
     return Upstream(endpoints, text, config_hash(text), slices, split, len(canary))
 

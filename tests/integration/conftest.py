@@ -19,6 +19,7 @@ import pytest
 
 from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, render_nginx_conf
 from scaledapi_proxy.applier import NginxApplier, nginx_run_command
+from scaledapi_proxy.zero import ScaleToZero
 from tests.integration.itest_support import Backend, Nginx, free_port, http_ok, stop_process, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,7 +90,10 @@ def start_nginx(nginx_bin: str, tmp_path: Path) -> Iterator[Callable[..., Nginx]
     started: list[Nginx] = []
 
     def start(
-        endpoints: Sequence[Endpoint], worker_processes: int = 1, access_log: str = "Buffered"
+        endpoints: Sequence[Endpoint],
+        worker_processes: int = 1,
+        access_log: str = "Buffered",
+        scale_to_zero: ScaleToZero | None = None,
     ) -> Nginx:
         runtime = tmp_path / f"nginx-{len(started)}"
         runtime.mkdir()
@@ -98,6 +102,7 @@ def start_nginx(nginx_bin: str, tmp_path: Path) -> Iterator[Callable[..., Nginx]
             runtime_dir=str(runtime),
             worker_processes=worker_processes,
             access_log=access_log,
+            scale_to_zero=scale_to_zero,
         )
         conf_path = runtime / "nginx.conf"
         conf_path.write_text(render_nginx_conf(settings, endpoints))

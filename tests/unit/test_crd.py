@@ -90,6 +90,8 @@ BOUNDS = [
     (("proxy", "upstreamTimeoutSeconds"), 1, 300, 30),
     (("canary", "weight"), 0, 100, None),
     (("canary", "replicas"), 0, 50, 1),
+    (("scaleToZero", "idleSeconds"), 5, 86400, None),
+    (("scaleToZero", "wakeTimeoutSeconds"), 1, 300, 60),
 ]
 
 
@@ -277,8 +279,10 @@ def test_status_schema_holds_everything_the_operator_writes(version: dict[str, A
         assert set(condition) <= condition_fields
     assert properties["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
     with_canary = parse_spec({"backend": {"image": "b"}, "proxy": {"image": "n"}, "canary": canary})
-    observed = Observed(generation=1, spec=with_canary, selector="s", url="u", config_hash="h", split=split)
+    observed = Observed(
+        generation=1, spec=with_canary, selector="s", url="u", config_hash="h", split=split, asleep=True
+    )
     status, _ = compute_status(observed, {}, "t")
-    assert {"canary", "weights"} <= set(status) <= set(properties)
+    assert {"canary", "weights", "scaledToZero"} <= set(status) <= set(properties)
     assert set(status["canary"]) <= set(properties["canary"]["properties"])
     assert set(status["weights"]) <= set(properties["weights"]["properties"])

@@ -41,6 +41,7 @@ def nginx_settings(spec: ScaledApiSpec) -> NginxSettings:
         next_upstream_tries=proxy.next_upstream_tries,
         upstream_timeout_seconds=proxy.upstream_timeout_seconds,
         access_log=proxy.access_log,
+        scale_to_zero=spec.scale_to_zero,
     )
 
 
