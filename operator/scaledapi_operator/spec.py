@@ -169,13 +169,18 @@ def _parse_proxy(body: Mapping[str, Any]) -> ProxySpec:
     )
 
 
+def _require(section: Mapping[str, Any], prefix: str, field: str) -> None:
+    """A field with no default (its parser is then given a placeholder default that never applies)."""
+    if section.get(field) is None:
+        raise SpecError(f"{prefix}{field}", "is required")
+
+
 def _parse_canary(body: Mapping[str, Any]) -> CanarySpec | None:
     if body.get("canary") is None:
         return None
     section = _section(body, "canary")
     p = "canary."
-    if section.get("weight") is None:
-        raise SpecError(f"{p}weight", "is required")
+    _require(section, p, "weight")
     return CanarySpec(
         image=_image(section, p),
         weight=_int(section, p, "weight", 0, 0, 100),
@@ -188,8 +193,7 @@ def _parse_scale_to_zero(body: Mapping[str, Any]) -> ScaleToZero | None:
         return None
     section = _section(body, "scaleToZero")
     p = "scaleToZero."
-    if section.get("idleSeconds") is None:
-        raise SpecError(f"{p}idleSeconds", "is required")
+    _require(section, p, "idleSeconds")
     return ScaleToZero(
         idle_seconds=_int(section, p, "idleSeconds", 0, 5, 86400),
         wake_timeout_seconds=_int(section, p, "wakeTimeoutSeconds", 60, 1, 300),
