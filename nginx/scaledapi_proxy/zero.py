@@ -74,6 +74,7 @@ class Activity:
         self._last = clock()  # a pod that just started is not idle
         self._lock = threading.Lock()
         self.listeners: list[Callable[[], None]] = []
+        self.datagrams = 0  # nginx's datagrams received: one per API request it logged
 
     def seen(self) -> None:
         with self._lock:
@@ -98,6 +99,7 @@ class Activity:
                         sock.recv(4096)
                     except TimeoutError:
                         continue
+                    self.datagrams += 1  # this thread's alone
                     self.seen()
 
 
@@ -166,6 +168,18 @@ class Activator:
         self.upstream = upstream
         self.wake_timeout_s = wake_timeout_s
         self.server: _UnixHTTPServer | None = None
+        self._holding = 0
+        self._holding_lock = threading.Lock()
+
+    @property
+    def holding(self) -> int:
+        """The requests held now: read but not answered yet."""
+        with self._holding_lock:
+            return self._holding
+
+    def _count(self, change: int) -> None:
+        with self._holding_lock:
+            self._holding += change
 
     def serve(self, stopping: threading.Event) -> None:
         """Serve on the unix socket until ``stopping`` (a thread's loop)."""
@@ -202,6 +216,13 @@ class Activator:
         held = time.monotonic()
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
+        self._count(+1)
+        try:
+            self._hold_and_answer(request, held, body)
+        finally:
+            self._count(-1)
+
+    def _hold_and_answer(self, request: BaseHTTPRequestHandler, held: float, body: bytes) -> None:
         deadline = held + self.wake_timeout_s()
         while (left := deadline - time.monotonic()) > 0:
             for host, port in self.upstream.wait(left):

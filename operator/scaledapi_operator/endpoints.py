@@ -56,15 +56,19 @@ def _collect(slices: Iterable[Mapping[str, Any]], fallback_port: int, condition:
     return sorted(set(by_pod.values()) | loose, key=lambda e: (*_sort_key(e.ip), e.port))
 
 
-def _ready(slices: Iterable[Mapping[str, Any]], fallback_port: int) -> list[Endpoint]:
+def _ready(
+    slices: Iterable[Mapping[str, Any]], fallback_port: int, *, serving_fallback: bool = True
+) -> list[Endpoint]:
     """The ready endpoints; when none is ready, the serving ones, as kube-proxy does.
 
     A terminating pod is never ready, but it is still serving while its preStop delay runs: with one
     replica, a deleted pod keeps answering until its replacement is ready instead of leaving no
-    upstream at all. Serving-but-terminating endpoints are used only while no ready one exists.
+    upstream at all. Serving-but-terminating endpoints are used only while no ready one exists, and
+    only with ``serving_fallback``.
     """
     slices = list(slices)
-    return _collect(slices, fallback_port, "ready") or _collect(slices, fallback_port, "serving")
+    ready = _collect(slices, fallback_port, "ready")
+    return ready or (_collect(slices, fallback_port, "serving") if serving_fallback else [])
 
 
 def ready_addresses(slices: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -72,7 +76,9 @@ def ready_addresses(slices: Iterable[Mapping[str, Any]]) -> list[str]:
     return [endpoint.ip for endpoint in _ready(slices, 0)]
 
 
-def ready_endpoints(slices: Iterable[Mapping[str, Any]], port: int) -> list[Endpoint]:
+def ready_endpoints(
+    slices: Iterable[Mapping[str, Any]], port: int, *, serving_fallback: bool = True
+) -> list[Endpoint]:
     """The nginx upstream servers: every ready pod on its slice's `http` port (`port` when a slice
-    names none), in a stable order."""
-    return _ready(slices, port)
+    names none), in a stable order. ``serving_fallback=False``: never the stopping pods (see _ready)."""
+    return _ready(slices, port, serving_fallback=serving_fallback)

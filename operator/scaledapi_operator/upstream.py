@@ -140,12 +140,21 @@ def list_upstream(kube: Kube, owner: builders.Owner, source: Source, *, with_sli
     if source.canary_weight is not None:
         names.append(canary_name(owner))
     slices = kube.list_objects("EndpointSlice", owner.namespace, _slice_selector(names))
-    stable = ready_endpoints(_of_service(slices, names[0]), source.backend_port)
+    # With scale to zero, no ready copy means the activator's config, which holds requests until one
+    # is ready: better than the stopping copies, whose listener closes at the end of their preStop
+    # delay. A wake-up that comes while the copies put to sleep are still stopping would otherwise send
+    # requests to them as their new copies start, and get 502 (seen in e2e 20's fifty cycles).
+    serving_fallback = source.settings.scale_to_zero is None
+    stable = ready_endpoints(
+        _of_service(slices, names[0]), source.backend_port, serving_fallback=serving_fallback
+    )
     split: Split | None = None
     canary: list[Endpoint] = []
     endpoints = stable
     if source.canary_weight is not None:
-        canary = ready_endpoints(_of_service(slices, names[1]), source.backend_port)
+        canary = ready_endpoints(
+            _of_service(slices, names[1]), source.backend_port, serving_fallback=serving_fallback
+        )
         endpoints, split = weighted(stable, canary, source.canary_weight)
     if source.asleep:
         # Its copies may still be draining (ready or serving): new requests wait for the wake-up.

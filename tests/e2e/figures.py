@@ -10,7 +10,20 @@ FIGURES: dict[str, dict[str, Any]] = {}
 
 
 def record(scenario: str, key: str, value: Any) -> None:
-    FIGURES.setdefault(scenario, {})[key] = value
+    FIGURES.setdefault(scenario, {})[key] = _with_text_keys(value)
+
+
+def _with_text_keys(value: Any) -> Any:
+    """The report is JSON with sorted keys: a count keyed by ``None`` (a request no copy answered) or by
+    a number would make ``json.dumps(sort_keys=True)`` fail, and lose every figure of the run."""
+    if isinstance(value, dict):
+        return {NO_ANSWER if k is None else str(k): _with_text_keys(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_with_text_keys(v) for v in value]
+    return value
+
+
+NO_ANSWER = "(no answer)"
 
 
 def stats(values: Sequence[float]) -> dict[str, Any]:

@@ -214,6 +214,7 @@ class PodWatcher:
     def __init__(self, ns: str, label_selector: str) -> None:
         self.events: list[PodEvent] = []
         self.ready_at: dict[str, float] = {}
+        self.listed = threading.Event()  # a first line came: the watch runs (an empty list prints none)
         self._lock = threading.Lock()
         argv = [
             kube.kubectl_binary(),
@@ -246,6 +247,7 @@ class PodWatcher:
                 self.events.append(event)
                 if event.ready and not event.terminating:
                     self.ready_at.setdefault(event.name, at)
+            self.listed.set()
 
     def first_ready(self) -> dict[str, float]:
         """Pod -> when it was first seen Ready; raises if the watch has died."""

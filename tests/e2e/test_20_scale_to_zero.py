@@ -90,8 +90,10 @@ def test_wake_up_overhead_over_ten_wake_ups(namespace: str, name: str) -> None:
     samples: list[dict[str, Any]] = []
     for _ in range(10):
         wait_asleep(namespace, name)
-        with sapi.PodWatcher(namespace, kube.backend_selector(name)) as watcher:
-            time.sleep(0.5)  # let the watch list the (empty) pods before the request wakes the backend
+        # All of its pods: the running nginx pods are listed first, which shows that the watch runs
+        # before the request wakes the backend (an empty list prints nothing).
+        with sapi.PodWatcher(namespace, kube.selector(name)) as watcher:
+            kube.wait_for(watcher.listed.is_set, 30.0, 0.05, what="the pod watch to list the nginx pods")
             answer = traffic.hello(timeout=90.0)
             assert answer.ok, answer.error
             pod = answer.instance or ""

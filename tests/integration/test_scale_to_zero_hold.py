@@ -69,7 +69,8 @@ def test_held_requests_are_answered_by_the_first_ready_copy(
         started = time.monotonic()
         futures = [pool.submit(get, nginx) for _ in range(50)]
         assert reloader.woken.wait(5), "a held request did not mark activity (the wake-up signal)"
-        time.sleep(0.5)  # the backend "starts": requests must be held meanwhile, not refused
+        # The backend "starts": every request reaches the activator and is held there, none refused.
+        wait_for(lambda: reloader.activator.holding == 50, 10, "the activator to hold 50 requests")
         assert not any(f.done() for f in futures), [f.result().status_code for f in futures if f.done()]
         awake = render_nginx_conf(NginxSettings(scale_to_zero=ZERO), [backend.endpoint])
         reloader.upstream.offer(awake)
@@ -81,16 +82,15 @@ def test_held_requests_are_answered_by_the_first_ready_copy(
 
 def test_each_request_through_nginx_is_seen_as_activity(asleep: tuple[Nginx, Reloader]) -> None:
     nginx, reloader = asleep
-    time.sleep(0.3)
-    before = reloader.activity.idle_for()
     reloader.upstream.offer("")  # no servers: the request waits out the timeout
     answer = get(nginx)
     assert answer.status_code == 503
     assert answer.headers["Retry-After"] == "1"
     assert answer.json()["error"] == "service unavailable"
-    assert reloader.activity.idle_for() < before + ZERO.wake_timeout_seconds
-    # nginx's datagram too, not only the activator's own mark (a health check is not a request).
-    reloader.woken.clear()
+    # nginx's datagram too, not only the activator's own mark; a health check is not a request: its
+    # datagram, if nginx sent one, would be queued before the second API request's.
+    wait_for(lambda: reloader.activity.datagrams == 1, 5, "nginx's datagram for the API request")
     assert requests.get(f"{nginx.url}/healthz", timeout=5).status_code == 200
-    time.sleep(0.3)
-    assert not reloader.woken.is_set()
+    assert get(nginx).status_code == 503
+    wait_for(lambda: reloader.activity.datagrams >= 2, 5, "nginx's datagram for the second API request")
+    assert reloader.activity.datagrams == 2, "the health check was counted as a request"

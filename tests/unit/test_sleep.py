@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from scaledapi_operator.endpoints import SERVICE_NAME_LABEL
 from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, render_nginx_conf
 from scaledapi_operator.sleep import is_asleep, running_spec
 from scaledapi_operator.spec import parse_spec
@@ -92,6 +93,36 @@ def test_an_asleep_scaledapi_runs_no_copy_and_nginx_holds_requests() -> None:
     third = reconcile(kube, body)
     assert kube.objects[("Deployment", "demo", "hello-backend")]["spec"]["replicas"] == 2
     assert ("Normal", "WakingUp") in [(t.type, t.reason) for t in third.transitions]
+
+
+def stopping_copy_slice() -> dict[str, Any]:
+    """The backend's slice while its only copies stop (put to sleep): serving, terminating, not ready."""
+    conditions = {"ready": False, "serving": True, "terminating": True}
+    return {
+        "metadata": {"labels": {SERVICE_NAME_LABEL: "hello-backend"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.0.9"], "conditions": conditions}],
+    }
+
+
+@pytest.mark.parametrize("zero", [ZERO, None])
+def test_with_scale_to_zero_stopping_copies_get_no_request_nginx_holds_them(zero: Any) -> None:
+    """A wake-up while the copies put to sleep still run their preStop delay: their listener closes at
+    its end, so nginx holds requests for the new copies instead (without scale to zero there is nobody
+    to hold them, and a stopping copy beats none, as kube-proxy does)."""
+    kube = FakeKube()
+    kube.slices = [stopping_copy_slice()]
+    body = scaledapi(replicas=2)
+    if zero is not None:
+        body["spec"]["scaleToZero"] = zero
+    outcome = reconcile(kube, body)
+    text = kube.objects[("ConfigMap", "demo", "hello-proxy")]["data"]["nginx.conf"]
+    if zero is None:
+        assert "10.244.0.9:5252" in text and "activator.sock" not in text
+    else:
+        assert "10.244.0.9" not in text and "activator.sock" in text
+        assert outcome.status["scaledToZero"] is False  # awake: its Deployment keeps its copies
+        assert kube.objects[("Deployment", "demo", "hello-backend")]["spec"]["replicas"] == 2
 
 
 class Clock:
