@@ -3,9 +3,10 @@
 # Go module proxy, images from Debian packages (debootstrap and images/<name>/Dockerfile), and a kind node
 # image assembled by hand. Cached under $SCALEDAPI_CACHE (default /var/cache/scaledapi) and in Docker's
 # image store; each step's key hashes its recipe (lib/steps.sh), so a changed step and what depends on it
-# build again. Writes $SCALEDAPI_CACHE/images.env and installs kind and kubectl into $SCALEDAPI_CACHE/bin.
+# build again. Writes $SCALEDAPI_CACHE/images.env and installs kind, kubectl and helm into $SCALEDAPI_CACHE/bin.
 #
-# Usage: build.sh [STEP ...]   (no STEP: everything; STEP names build single steps, for development)
+# Usage: build.sh [STEP ...]   (no STEP: everything; STEP names build single steps and install the tools
+#                               among them, e.g. `build.sh helm`; Docker is started only for steps that use it)
 #        build.sh --keys       (prints each step's key, whether it is built, and its dependencies)
 #        build.sh --recipe STEP (prints the text a step's key hashes)
 #        build.sh --prune      (removes cached outputs and images of keys other than the current ones)
@@ -56,6 +57,7 @@ step crictl
 step localpath
 step kindnetd
 step pause
+step helm
 step rootfs
 step debian rootfs
 step python debian
@@ -96,23 +98,41 @@ case ${1:-} in
   -*) die "unknown option $1 (see the usage at the top of $0)" ;;
 esac
 
+# install_tools: kind, kubectl and helm into $CACHE/bin, each when its step's current output exists.
+install_tools() {
+  local s f
+  for s in kind:kind kubernetes:kubectl helm:helm; do
+    f=$OUT/${s%%:*}-${KEY[${s%%:*}]}/${s#*:}
+    if [[ -x $f && -e $CACHE/stamps/${s%%:*}-${KEY[${s%%:*}]} ]]; then install -m 0755 "$f" "$CACHE/bin/${s#*:}"; fi
+  done
+}
+
 for w in "$@"; do [[ -n ${KEY[$w]:-} ]] || die "no step $w (steps: ${STEPS[*]})"; done
 say "cache $CACHE; keys: kubernetes=${KEY[kubernetes]} node=${KEY[node]}"
-"$here/docker.sh"
 
-if (($#)); then # single steps, in dependency order, for development
+if (($#)); then # single steps, in dependency order (e.g. `build.sh helm` for make test)
+  # Only steps whose code runs docker need the engine: a Go-only step (helm) builds on a machine where
+  # Docker is not running, which is where `make test` runs first in CI.
+  for w in "$@"; do
+    if step_uses_docker "$w"; then
+      "$here/docker.sh"
+      break
+    fi
+  done
   for s in "${STEPS[@]}"; do
     for w in "$@"; do
       if [[ $w == "$s" ]]; then run_step "$s"; fi
     done
   done
+  install_tools
   exit 0
 fi
+"$here/docker.sh"
 
 # Two lanes: Go builds (CPU) in the background, Debian/Docker work (network, disk) in the foreground.
 go_lane() {
   local s
-  for s in kind kubernetes etcd coredns crictl localpath kindnetd pause; do run_step "$s"; done
+  for s in kind kubernetes etcd coredns crictl localpath kindnetd pause helm; do run_step "$s"; done
 }
 debian_lane() {
   local s
@@ -135,8 +155,7 @@ if [[ ${AIRGAP_KEEP_GO_BUILD_CACHE:-0} != 1 && -d $GOCACHE ]]; then
   rm -rf "$GOCACHE"
 fi
 
-install -m 0755 "$OUT/kind-${KEY[kind]}/kind" "$CACHE/bin/kind"
-install -m 0755 "$OUT/kubernetes-${KEY[kubernetes]}/kubectl" "$CACHE/bin/kubectl"
+install_tools
 cat >"$CACHE/images.env.tmp" <<ENV
 # written by hack/airgap/build.sh $(date -Is)
 KIND_NODE_IMAGE=$IMG_NODE
@@ -147,4 +166,4 @@ KUBERNETES_VERSION=$KUBERNETES_VERSION
 SCALEDAPI_BIN=$CACHE/bin
 ENV
 mv "$CACHE/images.env.tmp" "$CACHE/images.env"
-say "done in $(($(date +%s) - T_ALL))s: $CACHE/images.env, kind and kubectl in $CACHE/bin"
+say "done in $(($(date +%s) - T_ALL))s: $CACHE/images.env, kind, kubectl and helm in $CACHE/bin"

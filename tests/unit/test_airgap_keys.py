@@ -19,7 +19,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 AIRGAP = ROOT / "hack" / "airgap"
 
-GO_STEPS = {"kind", "kubernetes", "etcd", "coredns", "crictl", "localpath", "kindnetd", "pause"}
+GO_STEPS = {
+    "kind",
+    "kubernetes",
+    "etcd",
+    "coredns",
+    "crictl",
+    "localpath",
+    "kindnetd",
+    "pause",
+    "helm",
+}
 DEBIAN_IMAGES = {"debian", "python", "nginx", "iptables", "kindbase", "components", "node"}
 
 
@@ -180,3 +190,38 @@ def test_an_undeclared_dependency_is_refused(airgap: Path, tmp_path: Path) -> No
     )
     assert done.returncode != 0
     assert "step kindbase uses K_crictl of step crictl without declaring it as a dependency" in done.stderr
+
+
+def test_a_go_only_step_needs_no_docker(tmp_path: Path) -> None:
+    """`build.sh helm` (what make test runs on a fresh clone) never calls docker, and installs helm."""
+    cache = tmp_path / "cache"
+    key = keys(AIRGAP, cache)["helm"]
+    # a built helm in the scratch cache: the step is then cached and build.sh only installs it
+    out = cache / "out" / f"helm-{key}"
+    out.mkdir(parents=True)
+    (out / "helm").write_text("#!/bin/sh\necho fake helm\n")
+    (out / "helm").chmod(0o755)
+    (cache / "stamps").mkdir(parents=True, exist_ok=True)
+    (cache / "stamps" / f"helm-{key}").touch()
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "docker").write_text(f"#!/bin/sh\ntouch {tmp_path}/docker-called\nexit 1\n")
+    (stub / "docker").chmod(0o755)
+    env = {
+        **os.environ,
+        "SCALEDAPI_CACHE": str(cache),
+        "PATH": f"{stub}:{os.environ['PATH']}",
+    }
+    env.pop("AIRGAP_VERSIONS", None)
+    done = subprocess.run(
+        ["bash", str(AIRGAP / "build.sh"), "helm"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"helm: cached ({key})" in done.stdout
+    assert not (tmp_path / "docker-called").exists()
+    assert (cache / "bin" / "helm").read_text() == "#!/bin/sh\necho fake helm\n"

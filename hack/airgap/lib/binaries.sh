@@ -135,6 +135,15 @@ build_kindnetd() {
   ls -l "$D/kindnetd"
 }
 
+build_helm() {
+  # The proxy serves helm's version list, so `go install` by version works. helm's own version variable
+  # holds only the minor release ("v4.3") unless the release build sets it: set it as that build does.
+  GOBIN=$D gotc "$HELM_GO_VERSION" install -p "$GO_P" -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+  "$D/helm" version
+}
+
 build_pause() {
   gcc -static -Os -Wall -o "$D/pause" "$here/pause.c"
   strip "$D/pause"

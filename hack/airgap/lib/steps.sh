@@ -96,6 +96,16 @@ compute_keys() {
   done
 }
 
+# step_uses_docker STEP: whether build_STEP or anything it calls runs docker (read from the code, as the
+# recipe is, so a new step needs no list kept by hand).
+step_uses_docker() {
+  local f
+  while read -r f; do
+    declare -f "$f" | grep -qw docker && return 0
+  done < <(function_closure "build_$1")
+  return 1
+}
+
 images_exist() {
   local i
   for i in "$@"; do docker image inspect "$i" >/dev/null 2>&1 || return 1; done
