@@ -27,11 +27,20 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from scaledapi_proxy.applier import APPLIED, ApplyResult, NginxApplier, nginx_run_command
+from scaledapi_proxy.applier import APPLIED, ApplyResult, NginxApplier, config_hash, nginx_run_command
 from scaledapi_proxy.kube import HTTP_GONE, REQUEST_ERRORS, ApiError, KubeClient
+from scaledapi_proxy.metrics import STUB_STATUS_SOCKET, ProxyMetrics, read_stub_status, serve
 from scaledapi_proxy.sync import BACKOFF_MAX_S, BACKOFF_MIN_S, WITHDRAW_DEADLINE_S, Backoff, Syncer
 from scaledapi_proxy.watch import ConfigMapState
-from scaledapi_proxy.zero import ACTIVATOR_SOCKET, ACTIVITY_SOCKET, Activator, Activity, Upstream, settings_of
+from scaledapi_proxy.zero import (
+    ACTIVATOR_SOCKET,
+    ACTIVITY_SOCKET,
+    Activator,
+    Activity,
+    Upstream,
+    servers_of,
+    settings_of,
+)
 
 log = logging.getLogger("scaledapi_proxy")
 
@@ -58,6 +67,7 @@ class Settings:
     status_configmap: str
     conf_path: str
     nginx_bin: str = "nginx"
+    metrics_port: int | None = None  # GET /metrics there (metrics.py); None: no metrics server
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -74,7 +84,18 @@ class Settings:
             configmap=os.environ["SCALEDAPI_CONFIGMAP"].strip(),
             status_configmap=os.environ["SCALEDAPI_STATUS_CONFIGMAP"].strip(),
             conf_path=os.environ.get("NGINX_CONF_PATH", "").strip() or DEFAULT_CONF_PATH,
+            metrics_port=metrics_port_of(os.environ.get("SCALEDAPI_METRICS_PORT", "")),
         )
+
+
+def metrics_port_of(text: str) -> int | None:
+    """SCALEDAPI_METRICS_PORT: a port, or empty / 0 for no metrics server; anything else is an error."""
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ValueError(f"SCALEDAPI_METRICS_PORT must be a port number (0 turns metrics off), got {text!r}")
+    return int(text) or None
 
 
 class Reloader:
@@ -104,12 +125,19 @@ class Reloader:
         self.zero = settings_of("")
         runtime = os.path.dirname(settings.conf_path) or "."
         self.activity_socket = os.path.join(runtime, ACTIVITY_SOCKET)
+        status_socket = os.path.join(runtime, STUB_STATUS_SOCKET)
+        self.metrics = ProxyMetrics(
+            stub_status=lambda: read_stub_status(status_socket), holding=lambda: self.activator.holding
+        )
+        self.activity.datagram_listeners.append(self.metrics.record_log)
         self.activator = Activator(
             os.path.join(runtime, ACTIVATOR_SOCKET),
             self.activity,
             self.upstream,
             lambda: float(self.zero.wake_timeout_seconds) if self.zero is not None else 0.0,
+            forwarded=self.metrics.record_forward,
         )
+        self.offered: dict[str, list[str]] = {}  # config hash -> its servers, for the metrics
         self.nginx: subprocess.Popen[bytes] | None = None
         self.stopping = threading.Event()
         self.wake = threading.Event()  # nginx started, or a stop was asked for
@@ -143,6 +171,8 @@ class Reloader:
 
     # --- config and report ---------------------------------------------------------------------------
     def _on_result(self, result: ApplyResult) -> None:
+        reload_s = result.reload_ms / 1000 if result.reloaded else None
+        self.metrics.config_applied(result.state, reload_s, self.offered.get(result.hash, []))
         if result.state == APPLIED and not result.reloaded:
             self._start_nginx()
 
@@ -155,6 +185,8 @@ class Reloader:
         if configmap.text is not None:
             self.zero = settings_of(configmap.text)
             self.upstream.offer(configmap.text)
+            servers = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in servers_of(configmap.text)]
+            self.offered = {config_hash(configmap.text): servers}  # only the newest can be applied next
         self.syncer.offer(configmap, received, source)
 
     def _request_seen(self) -> None:
@@ -165,11 +197,12 @@ class Reloader:
         self.activity.receive(self.activity_socket, self.stopping)
 
     def _optional(self, name: str, target: Callable[[], None]) -> None:
-        """Scale to zero's threads: without them nginx still serves, so a failure stops only them."""
+        """Scale to zero's and the metrics' threads: without them nginx still serves, so a failure
+        stops only them."""
         try:
             target()
         except OSError as exc:
-            log.error("event=thread-failed thread=%s error=%r; scale to zero cannot hold requests", name, exc)
+            log.error("event=thread-failed thread=%s error=%r; nginx serves on without it", name, exc)
 
     def idle_loop(self) -> None:
         while not self.stopping.wait(IDLE_TICK_S):
@@ -233,6 +266,15 @@ class Reloader:
                 log.warning("event=configmap-deleted rv=%s; nginx keeps its config", rv)
         return rv, bool(events) or time.monotonic() - opened >= MIN_HEALTHY_WATCH_S
 
+    def _metrics_thread(self) -> list[tuple[str, Callable[[], None]]]:
+        port = self.settings.metrics_port
+        if port is None:
+            return []
+        # Without the metrics server nginx still serves: a failure to bind stops only it.
+        return [
+            ("metrics", lambda: self._optional("metrics", lambda: serve(self.metrics, port, self.stopping)))
+        ]
+
     def _thread_main(self, name: str, target: Callable[[], None]) -> None:
         try:
             target()
@@ -250,6 +292,7 @@ class Reloader:
             ("activity", lambda: self._optional("activity", self._receive_activity)),
             ("activator", lambda: self._optional("activator", lambda: self.activator.serve(self.stopping))),
             ("idle", self.idle_loop),
+            *self._metrics_thread(),
         )
         for name, target in threads:
             thread = threading.Thread(target=self._thread_main, args=(name, target), name=name, daemon=True)

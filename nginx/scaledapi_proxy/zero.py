@@ -1,7 +1,8 @@
 """Scale to zero, the nginx pod's side: count requests, say when idle, hold requests while asleep.
 
-* nginx sends one syslog datagram per API request to ``activity.sock`` in its runtime directory (only
-  when the config enables scale to zero); ``Activity`` receives them and keeps the time of the last.
+* nginx sends one syslog datagram per API request to ``activity.sock`` in its runtime directory (when
+  the config enables scale to zero or metrics); ``Activity`` receives them and keeps the time of the
+  last, and hands each to the metrics (metrics.py).
 * The pod is idle when no request came for ``idle_seconds``; it says so in its report (``idle``), and
   the operator takes the backend to 0 copies once every nginx pod is idle.
 * While no backend copy is ready, nginx hands every API request to ``Activator`` on ``activator.sock``.
@@ -74,6 +75,8 @@ class Activity:
         self._last = clock()  # a pod that just started is not idle
         self._lock = threading.Lock()
         self.listeners: list[Callable[[], None]] = []
+        # Each datagram's bytes, for the metrics (metrics.ProxyMetrics.record_log).
+        self.datagram_listeners: list[Callable[[bytes], None]] = []
         self.datagrams = 0  # nginx's datagrams received: one per API request it logged
 
     def seen(self) -> None:
@@ -96,11 +99,13 @@ class Activity:
             with sock:
                 while not stopping.is_set():
                     try:
-                        sock.recv(4096)
+                        datagram = sock.recv(4096)
                     except TimeoutError:
                         continue
                     self.datagrams += 1  # this thread's alone
                     self.seen()
+                    for listener in self.datagram_listeners:
+                        listener(datagram)
 
 
 def _let_workers_connect(path: str) -> None:
@@ -161,12 +166,18 @@ class Activator:
     """Holds the requests that come while no backend copy is ready, then forwards each one."""
 
     def __init__(
-        self, path: str, activity: Activity, upstream: Upstream, wake_timeout_s: Callable[[], float]
+        self,
+        path: str,
+        activity: Activity,
+        upstream: Upstream,
+        wake_timeout_s: Callable[[], float],
+        forwarded: Callable[[str, int, int, float], None] = lambda _host, _port, _status, _seconds: None,
     ) -> None:
         self.path = path
         self.activity = activity
         self.upstream = upstream
         self.wake_timeout_s = wake_timeout_s
+        self.forwarded = forwarded  # (host, port, status, seconds) of each held request a copy answered
         self.server: _UnixHTTPServer | None = None
         self._holding = 0
         self._holding_lock = threading.Lock()
@@ -226,11 +237,13 @@ class Activator:
         deadline = held + self.wake_timeout_s()
         while (left := deadline - time.monotonic()) > 0:
             for host, port in self.upstream.wait(left):
+                sent = time.monotonic()
                 try:
                     status, reason, headers, payload = _forward(request, host, port, body)
                 except OSError as exc:  # a copy that stops as it is picked: the next one
                     log.warning("event=held-forward-failed server=%s:%d error=%r", host, port, str(exc))
                     continue
+                self.forwarded(host, port, status, time.monotonic() - sent)
                 log.info(
                     "event=held-request-served held_ms=%.1f server=%s:%d status=%d",
                     (time.monotonic() - held) * 1000,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 # The hash is the contract between the operator (annotation scaledapi.dev/config-hash) and the nginx
 # pods' reports: one definition, in the stdlib-only package that both images install.
 from scaledapi_proxy.applier import config_hash
+from scaledapi_proxy.metrics import STUB_STATUS_PATH, STUB_STATUS_SOCKET
 from scaledapi_proxy.zero import ACTIVATOR_SOCKET, ACTIVITY_SOCKET, ScaleToZero
 
 __all__ = ["Endpoint", "NginxSettings", "config_hash", "render_nginx_conf"]
@@ -41,6 +42,10 @@ ACCESS_LOG_DIRECTIVES = {
     "Immediate": "access_log /dev/stdout scaledapi;",
     "Off": "access_log off;",
 }
+
+# The line each API request sends to the reloader (zero.Activity, metrics.ProxyMetrics.record_log):
+# the answer's status, then nginx's per-try lists of upstream addresses, statuses and response times.
+METRICS_LOG_FORMAT = "$status|$upstream_addr|$upstream_status|$upstream_response_time"
 
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
 
@@ -72,6 +77,13 @@ class NginxSettings:
     upstream_timeout_seconds: int = 30
     access_log: str = "Buffered"
     scale_to_zero: ScaleToZero | None = None
+    # Per-request datagrams for the metrics, and stub_status on a unix socket (metrics.py).
+    metrics: bool = False
+
+    @property
+    def logs_to_reloader(self) -> bool:
+        """Whether each API request is sent to the reloader (scale to zero counts them, metrics too)."""
+        return self.metrics or self.scale_to_zero is not None
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:
@@ -175,8 +187,13 @@ def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) ->
         "                         'upstream=$upstream_addr upstream_status=$upstream_status '",
         "                         'request_time=$request_time upstream_time=$upstream_response_time';",
         f"    {ACCESS_LOG_DIRECTIVES[settings.access_log]}",
-        *(["    log_format scaledapi_activity '$status';"] if zero is not None else []),
+        *(
+            [f"    log_format scaledapi_activity '{METRICS_LOG_FORMAT}';"]
+            if settings.logs_to_reloader
+            else []
+        ),
         "",
+        *(_stub_status_server(rd) if settings.metrics else []),
     ]
     if addresses:
         lines += [
@@ -238,6 +255,7 @@ def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) ->
     else:
         lines += [
             "        location / {",
+            *_activity_log(settings),
             "            default_type application/json;",
             "            add_header Retry-After 1 always;",
             '            return 503 \'{"error":"service unavailable","reason":"no ready backend"}\\n\';',
@@ -251,10 +269,25 @@ def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) ->
     return "\n".join(lines)
 
 
+def _stub_status_server(rd: str) -> list[str]:
+    """nginx's connection counters for the metrics, on a unix socket only the pod can reach."""
+    return [
+        "    server {",
+        f"        listen unix:{rd}/{STUB_STATUS_SOCKET};",
+        "        access_log off;",
+        f"        location = {STUB_STATUS_PATH} {{",
+        "            stub_status;",
+        "        }",
+        "    }",
+        "",
+    ]
+
+
 def _activity_log(settings: NginxSettings) -> list[str]:
-    """With scale to zero, each API request also sends a datagram to the reloader (zero.Activity); an
-    access_log in a location replaces the inherited one, so the stdout log is repeated here."""
-    if settings.scale_to_zero is None:
+    """With scale to zero or metrics, each API request also sends a datagram to the reloader
+    (zero.Activity); an access_log in a location replaces the inherited one, so the stdout log is
+    repeated here."""
+    if not settings.logs_to_reloader:
         return []
     rd = settings.runtime_dir.rstrip("/")
     lines = [

@@ -51,6 +51,7 @@ class ProxySpec:
     upstream_timeout_seconds: int = 30
     termination_delay_seconds: int = 5
     access_log: str = "Buffered"
+    metrics: bool = True  # Prometheus metrics on each nginx pod (scaledapi_proxy.metrics)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,13 @@ def _int(section: Mapping[str, Any], prefix: str, field: str, default: int, low:
         raise SpecError(f"{prefix}{field}", f"must be an integer, got {value!r}")
     if not low <= value <= high:
         raise SpecError(f"{prefix}{field}", f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(section: Mapping[str, Any], prefix: str, field: str, default: bool) -> bool:
+    value = section.get(field, default)
+    if not isinstance(value, bool):
+        raise SpecError(f"{prefix}{field}", f"must be true or false, got {value!r}")
     return value
 
 
@@ -166,6 +174,7 @@ def _parse_proxy(body: Mapping[str, Any]) -> ProxySpec:
         upstream_timeout_seconds=_int(section, p, "upstreamTimeoutSeconds", 30, 1, 300),
         termination_delay_seconds=_int(section, p, "terminationDelaySeconds", 5, 0, 60),
         access_log=_choice(section, p, "accessLog", "Buffered", ACCESS_LOGS),
+        metrics=_bool(section, p, "metrics", True),
     )
 
 

@@ -20,7 +20,18 @@ import pytest
 from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, render_nginx_conf
 from scaledapi_proxy.applier import NginxApplier, nginx_run_command
 from scaledapi_proxy.zero import ScaleToZero
-from tests.integration.itest_support import Backend, Nginx, free_port, http_ok, stop_process, wait_for
+from tests.integration.fake_kube_api import FakeKubeApi
+from tests.integration.itest_support import (
+    PROXY_POD,
+    Backend,
+    Nginx,
+    ProxyRun,
+    free_port,
+    http_ok,
+    let_workers_reach,
+    stop_process,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -94,6 +105,7 @@ def start_nginx(nginx_bin: str, tmp_path: Path) -> Iterator[Callable[..., Nginx]
         worker_processes: int = 1,
         access_log: str = "Buffered",
         scale_to_zero: ScaleToZero | None = None,
+        metrics: bool = False,
     ) -> Nginx:
         runtime = tmp_path / f"nginx-{len(started)}"
         runtime.mkdir()
@@ -103,6 +115,7 @@ def start_nginx(nginx_bin: str, tmp_path: Path) -> Iterator[Callable[..., Nginx]
             worker_processes=worker_processes,
             access_log=access_log,
             scale_to_zero=scale_to_zero,
+            metrics=metrics,
         )
         conf_path = runtime / "nginx.conf"
         conf_path.write_text(render_nginx_conf(settings, endpoints))
@@ -128,3 +141,45 @@ def start_nginx(nginx_bin: str, tmp_path: Path) -> Iterator[Callable[..., Nginx]
     yield start
     for n in started:
         stop_process(n.proc, signal.SIGQUIT)
+
+
+@pytest.fixture
+def proxy(nginx_bin: str, tmp_path: Path) -> Iterator[Callable[..., ProxyRun]]:
+    """``proxy()``: ``python3 -m scaledapi_proxy`` with real nginx and a fake API server (FakeKubeApi)."""
+    runs: list[ProxyRun] = []
+    api = FakeKubeApi("demo", "demo-proxy", "demo-proxy-status")
+    api.start()
+
+    def start(metrics_port: int | None = None) -> ProxyRun:
+        """The proxy process; with ``metrics_port`` its config has metrics on and it serves them there."""
+        runtime = tmp_path / "nginx"
+        runtime.mkdir(exist_ok=True)
+        let_workers_reach(runtime)
+        settings = NginxSettings(
+            listen_port=free_port(), runtime_dir=str(runtime), metrics=metrics_port is not None
+        )
+        env = {
+            **os.environ,
+            "PATH": os.pathsep.join([str(Path(nginx_bin).parent), os.environ.get("PATH", "")]),
+            "PYTHONPATH": str(REPO / "nginx"),
+            "POD_NAME": PROXY_POD,
+            "POD_NAMESPACE": "demo",
+            "SCALEDAPI_CONFIGMAP": "demo-proxy",
+            "SCALEDAPI_STATUS_CONFIGMAP": "demo-proxy-status",
+            "NGINX_CONF_PATH": str(runtime / "nginx.conf"),
+            "SCALEDAPI_KUBE_API_URL": api.url,
+            "SCALEDAPI_METRICS_PORT": str(metrics_port or 0),
+        }
+        log_path = tmp_path / "proxy.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "scaledapi_proxy"], env=env, stdout=log, stderr=log
+            )
+        run = ProxyRun(api, proc, settings, log_path)
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        stop_process(run.proc)
+    api.stop()

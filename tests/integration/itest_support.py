@@ -9,12 +9,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, render_nginx_conf
 from scaledapi_proxy.applier import ApplyResult, NginxApplier
+from tests.integration.fake_kube_api import FakeKubeApi
 
 
 def wait_for(predicate: Callable[[], bool], deadline_s: float, what: str, interval_s: float = 0.02) -> None:
@@ -24,6 +26,15 @@ def wait_for(predicate: Callable[[], bool], deadline_s: float, what: str, interv
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {deadline_s:g}s waiting for {what}")
         time.sleep(interval_s)  # poll interval, bounded by the deadline above
+
+
+def let_workers_reach(runtime: Path) -> None:
+    """nginx started as root runs its workers as nobody, who must reach the reloader's sockets in
+    ``runtime``: pytest makes its directories 0700 (in the pod everything runs as one uid)."""
+    for directory in [runtime, *runtime.parents]:
+        if directory == Path("/tmp"):  # noqa: S108
+            break
+        directory.chmod(0o755)
 
 
 def free_port() -> int:
@@ -95,3 +106,27 @@ def hello(base_url: str, timeout_s: float = 5.0) -> str:
     instance = resp.json()["instance"]
     assert isinstance(instance, str)
     return instance
+
+
+PROXY_POD = "demo-proxy-7f9c-abcde"
+
+
+@dataclass
+class ProxyRun:
+    api: FakeKubeApi
+    proc: subprocess.Popen[bytes]
+    settings: NginxSettings
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.listen_port}"
+
+    def render(self, endpoints: list[Endpoint]) -> str:
+        return render_nginx_conf(self.settings, endpoints)
+
+    def report_for(self, digest: str) -> dict[str, Any] | None:
+        return next((r for r in reversed(self.api.status_reports(PROXY_POD)) if r["hash"] == digest), None)
+
+    def log(self) -> str:
+        return self.log_path.read_text()

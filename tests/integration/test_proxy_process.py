@@ -4,80 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, config_hash, render_nginx_conf
+from scaledapi_operator.nginx_conf import config_hash
 from scaledapi_proxy.applier import worker_pids
-from tests.integration.fake_kube_api import FakeKubeApi
-from tests.integration.itest_support import Backend, free_port, hello, http_ok, stop_process, wait_for
+from tests.integration.itest_support import PROXY_POD as POD
+from tests.integration.itest_support import Backend, ProxyRun, hello, http_ok, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-POD = "demo-proxy-7f9c-abcde"
 DEADLINE_S = 15.0
-
-
-@dataclass
-class ProxyRun:
-    api: FakeKubeApi
-    proc: subprocess.Popen[bytes]
-    settings: NginxSettings
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.listen_port}"
-
-    def render(self, endpoints: list[Endpoint]) -> str:
-        return render_nginx_conf(self.settings, endpoints)
-
-    def report_for(self, digest: str) -> dict[str, Any] | None:
-        return next((r for r in reversed(self.api.status_reports(POD)) if r["hash"] == digest), None)
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-
-@pytest.fixture
-def proxy(nginx_bin: str, tmp_path: Path) -> Iterator[Callable[[str], ProxyRun]]:
-    runs: list[ProxyRun] = []
-    api = FakeKubeApi("demo", "demo-proxy", "demo-proxy-status")
-    api.start()
-
-    def start(initial_text_endpoints_marker: str = "") -> ProxyRun:
-        runtime = tmp_path / "nginx"
-        settings = NginxSettings(listen_port=free_port(), runtime_dir=str(runtime))
-        env = {
-            **os.environ,
-            "PATH": os.pathsep.join([str(Path(nginx_bin).parent), os.environ.get("PATH", "")]),
-            "PYTHONPATH": str(REPO / "nginx"),
-            "POD_NAME": POD,
-            "POD_NAMESPACE": "demo",
-            "SCALEDAPI_CONFIGMAP": "demo-proxy",
-            "SCALEDAPI_STATUS_CONFIGMAP": "demo-proxy-status",
-            "NGINX_CONF_PATH": str(runtime / "nginx.conf"),
-            "SCALEDAPI_KUBE_API_URL": api.url,
-        }
-        log_path = tmp_path / "proxy.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "scaledapi_proxy"], env=env, stdout=log, stderr=log
-            )
-        run = ProxyRun(api, proc, settings, log_path)
-        runs.append(run)
-        return run
-
-    yield start
-    for run in runs:
-        stop_process(run.proc)
-    api.stop()
 
 
 def test_proxy_follows_the_configmap_and_stops_gracefully(

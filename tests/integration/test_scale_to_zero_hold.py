@@ -16,7 +16,7 @@ import requests
 
 from scaledapi_operator.nginx_conf import NginxSettings, render_nginx_conf
 from scaledapi_proxy.zero import ACTIVATOR_SOCKET, ACTIVITY_SOCKET, Activator, Activity, ScaleToZero, Upstream
-from tests.integration.itest_support import Backend, Nginx, wait_for
+from tests.integration.itest_support import Backend, Nginx, let_workers_reach, wait_for
 
 ZERO = ScaleToZero(idle_seconds=5, wake_timeout_seconds=3)
 
@@ -45,12 +45,7 @@ class Reloader:
 def asleep(start_nginx: Callable[..., Nginx]) -> Iterator[tuple[Nginx, Reloader]]:
     nginx = start_nginx([], scale_to_zero=ZERO)
     runtime = Path(nginx.settings.runtime_dir)
-    # nginx started as root runs its workers as nobody, who must reach the sockets: pytest makes its
-    # directories 0700 (in the pod everything runs as one uid).
-    for directory in [runtime, *runtime.parents]:
-        if directory == Path("/tmp"):  # noqa: S108
-            break
-        directory.chmod(0o755)
+    let_workers_reach(runtime)
     reloader = Reloader(runtime)
     yield nginx, reloader
     reloader.stopping.set()

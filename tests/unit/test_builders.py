@@ -10,6 +10,7 @@ from scaledapi_operator import builders
 from scaledapi_operator.builders.common import CONFIG_HASH_ANNOTATION, Owner, selector_string
 from scaledapi_operator.nginx_conf import NginxSettings
 from scaledapi_operator.spec import ScaledApiSpec, parse_spec
+from scaledapi_operator.spec_errors import SpecError
 
 OWNER = Owner(name="hello", namespace="demo", uid="1234-uid", generation=3)
 LABELS_BACKEND = {
@@ -308,14 +309,37 @@ def test_proxy_deployment() -> None:
     assert c["image"] == "n:1"
     assert c["imagePullPolicy"] == "Never"
     assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
-    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9113, "protocol": "TCP"},
+    ]
     assert env(deployment) == {
         "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
         "POD_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         "SCALEDAPI_CONFIGMAP": "hello-proxy",
         "SCALEDAPI_STATUS_CONFIGMAP": "hello-proxy-status",
         "NGINX_CONF_PATH": "/tmp/nginx/nginx.conf",  # noqa: S108
+        "SCALEDAPI_METRICS_PORT": "9113",
     }
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9113",
+        "prometheus.io/path": "/metrics",
+    }
+
+
+def test_proxy_metrics_off_means_no_port_no_scrape_annotations_and_no_metrics_server() -> None:
+    spec = make_spec(proxy={"image": "n", "metrics": False})
+    deployment = builders.proxy_deployment(OWNER, spec)
+    assert [p["name"] for p in container(deployment)["ports"]] == ["http"]
+    assert env(deployment)["SCALEDAPI_METRICS_PORT"] == "0"
+    assert "annotations" not in deployment["spec"]["template"]["metadata"]
+    assert builders.nginx_settings(spec).metrics is False
+
+
+def test_proxy_metrics_must_be_a_boolean() -> None:
+    with pytest.raises(SpecError, match=r"proxy\.metrics: must be true or false, got 'yes'"):
+        make_spec(proxy={"image": "n", "metrics": "yes"})
 
 
 def test_a_stopping_proxy_keeps_serving_until_kube_proxy_dropped_it_then_drains() -> None:
@@ -426,6 +450,7 @@ def test_nginx_settings_from_spec() -> None:
         worker_processes=4,
         next_upstream_tries=2,
         upstream_timeout_seconds=9,
+        metrics=True,
     )
 
 
@@ -455,11 +480,12 @@ def test_backends_accept_only_their_own_proxy_on_the_named_port() -> None:
     assert [p["name"] for p in ports] == ["http"]
 
 
-def test_the_proxy_accepts_from_anywhere_on_its_port_only() -> None:
+def test_the_proxy_accepts_from_anywhere_on_its_port_and_metrics_port_only() -> None:
     policy = builders.proxy_network_policy(OWNER)
     assert policy["metadata"]["name"] == "hello-proxy"
     proxy_selector = {**SELECTOR_BACKEND, "app.kubernetes.io/component": "proxy"}
     assert policy["spec"]["podSelector"] == {"matchLabels": proxy_selector}
-    assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": "http"}]}]
+    ports = [{"protocol": "TCP", "port": "http"}, {"protocol": "TCP", "port": "metrics"}]
+    assert policy["spec"]["ingress"] == [{"ports": ports}]
     nginx_ports = container(builders.proxy_deployment(OWNER, make_spec()))["ports"]
-    assert [p["name"] for p in nginx_ports] == ["http"]
+    assert [p["name"] for p in nginx_ports] == ["http", "metrics"]

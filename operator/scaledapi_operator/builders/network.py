@@ -21,7 +21,7 @@ from scaledapi_operator.builders.common import (
     proxy_name,
     selector_labels,
 )
-from scaledapi_operator.builders.proxy import PROXY_PORT_NAME
+from scaledapi_operator.builders.proxy import METRICS_PORT_NAME, PROXY_PORT_NAME
 from scaledapi_operator.endpoints import BACKEND_PORT_NAME
 from scaledapi_operator.spec import ScaledApiSpec
 
@@ -66,10 +66,16 @@ def _api_policy(owner: Owner, name: str, component: str) -> dict[str, Any]:
 
 
 def proxy_network_policy(owner: Owner) -> dict[str, Any]:
-    """nginx pods accept connections from anywhere, on their port only."""
+    """nginx pods accept connections from anywhere, on their port and the metrics port only (a named
+    port that a pod without metrics does not have admits nothing)."""
     return _policy(
         owner,
         proxy_name(owner),
         PROXY,
-        {"ports": [{"protocol": "TCP", "port": PROXY_PORT_NAME}]},
+        {
+            "ports": [
+                {"protocol": "TCP", "port": PROXY_PORT_NAME},
+                {"protocol": "TCP", "port": METRICS_PORT_NAME},
+            ]
+        },
     )

@@ -30,6 +30,9 @@ RUNTIME_DIR = "/tmp/nginx"  # noqa: S108 - on the pod's /tmp emptyDir
 NGINX_CONF_PATH = f"{RUNTIME_DIR}/nginx.conf"
 # The nginx container's port name: the NetworkPolicy NAME-proxy admits traffic to it.
 PROXY_PORT_NAME = "http"
+# The reloader's GET /metrics (scaledapi_proxy.metrics); 9113 is where nginx exporters usually listen.
+PROXY_METRICS_PORT = 9113
+METRICS_PORT_NAME = "metrics"
 
 
 def nginx_settings(spec: ScaledApiSpec) -> NginxSettings:
@@ -42,6 +45,7 @@ def nginx_settings(spec: ScaledApiSpec) -> NginxSettings:
         upstream_timeout_seconds=proxy.upstream_timeout_seconds,
         access_log=proxy.access_log,
         scale_to_zero=spec.scale_to_zero,
+        metrics=proxy.metrics,
     )
 
 
@@ -125,6 +129,8 @@ def proxy_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
             {"name": "SCALEDAPI_CONFIGMAP", "value": proxy_name(owner)},
             {"name": "SCALEDAPI_STATUS_CONFIGMAP", "value": proxy_status_name(owner)},
             {"name": "NGINX_CONF_PATH", "value": NGINX_CONF_PATH},
+            # 0: no metrics server (spec.proxy.metrics false).
+            {"name": "SCALEDAPI_METRICS_PORT", "value": str(PROXY_METRICS_PORT if proxy.metrics else 0)},
         ],
         "readinessProbe": http_probe(PROXY_CONTAINER_PORT, period_seconds=2, failure_threshold=2),
         "livenessProbe": http_probe(PROXY_CONTAINER_PORT, period_seconds=10, failure_threshold=3),
@@ -144,7 +150,19 @@ def proxy_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
         "securityContext": pod_security_context(PROXY_USER),
         "containers": [container],
     }
-    return deployment(owner, proxy_name(owner), PROXY, proxy.replicas, pod_spec)
+    if proxy.metrics:
+        container["ports"].append(
+            {"name": METRICS_PORT_NAME, "containerPort": PROXY_METRICS_PORT, "protocol": "TCP"}
+        )
+    built = deployment(owner, proxy_name(owner), PROXY, proxy.replicas, pod_spec)
+    if proxy.metrics:
+        # The annotations a Prometheus scrape config of Kubernetes pods usually keys on.
+        built["spec"]["template"]["metadata"]["annotations"] = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(PROXY_METRICS_PORT),
+            "prometheus.io/path": "/metrics",
+        }
+    return built
 
 
 def proxy_service(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
