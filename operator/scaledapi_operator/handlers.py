@@ -29,16 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import kopf
 
-from scaledapi_operator import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from scaledapi_operator import API_VERSION, GROUP, KIND, PLURAL, VERSION, metrics
 from scaledapi_operator.builders.common import (
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
@@ -146,31 +148,47 @@ def direct_poster(kube: Kube) -> Poster:
 
 
 def attempt(
-    kube: Kube, retries: RetryQueue, namespace: str, name: str, post: Poster, trigger: Trigger | Begun = None
+    kube: Kube,
+    retries: RetryQueue,
+    namespace: str,
+    name: str,
+    post: Poster,
+    trigger: Trigger | Begun = None,
+    *,
+    cause: str,
 ) -> Outcome | None:
-    """Reconcile one ScaledApi and record the result for the retry loop; never raises.
+    """Reconcile one ScaledApi and record the result for the retry loop and the metrics (`cause`: what
+    asked for it); never raises.
 
     A pass in which the API server refused or failed a child (its status says which and why) or which
     could not finish at all is due again after the ScaledApi's next delay; a clean pass clears it.
     """
     key = (namespace, name)
     retries.seen(key)
+    started = time.monotonic()
     try:
         outcome = reconcile_by_name(kube, namespace, name, post, trigger)
     except Exception:
         delay = retries.failed(key)
+        metrics.reconciled(cause, "error", time.monotonic() - started)
+        metrics.retrying(retries.failing())
         logger.exception("reconcile of %s/%s failed; next try in %.0f s", namespace, name, delay)
         return None
     if isinstance(outcome, Skipped):
+        metrics.reconciled(cause, outcome.reason or "skipped")
         if outcome.gone:
             retries.gone(key)
+            metrics.retrying(retries.failing())
         return None  # else another request for it is already waiting, and records its own result
     if outcome.failed:
         delay = retries.failed(key)
+        metrics.reconciled(cause, "refused", time.monotonic() - started)
         refused = ", ".join(f"{item.kind}/{item.name}" for item in outcome.failed)
         logger.warning("%s/%s: not applied: %s; next try in %.0f s", namespace, name, refused, delay)
     else:
         retries.succeeded(key)
+        metrics.reconciled(cause, "ok", time.monotonic() - started)
+    metrics.retrying(retries.failing())
     return outcome
 
 
@@ -216,6 +234,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         namespace=os.environ.get("POD_NAMESPACE") or DEFAULT_OPERATOR_NAMESPACE,
         identity=os.environ.get("POD_NAME") or socket.gethostname(),
     )
+    port = metrics.port_from_environment()
+    if port is not None:
+        metrics.serve(port)
+        logger.info("metrics on :%d/metrics", port)
     memo.lead = asyncio.create_task(_lead_forever(memo), name="scaledapi leadership")
     memo.resync = asyncio.create_task(_resync_forever(memo), name="scaledapi resync")
     memo.retry = asyncio.create_task(_retry_forever(memo), name="scaledapi retry")
@@ -240,7 +262,7 @@ def resync_all(kube: Kube, retries: RetryQueue) -> None:
     operator may read ScaledApis only in its namespaces. Events are posted directly (no kopf context)."""
     post = direct_poster(kube)
     for namespace, name in retries.known():
-        attempt(kube, retries, namespace, name, post)
+        attempt(kube, retries, namespace, name, post, cause="leader")
 
 
 def resync_stale(kube: Kube, retries: RetryQueue) -> None:
@@ -248,14 +270,14 @@ def resync_stale(kube: Kube, retries: RetryQueue) -> None:
     at most RESYNC_BATCH of them, the longest waiting first."""
     post = direct_poster(kube)
     for namespace, name in retries.stale(RESYNC_SECONDS, RESYNC_BATCH):
-        attempt(kube, retries, namespace, name, post)
+        attempt(kube, retries, namespace, name, post, cause="resync")
 
 
 def retry_due(kube: Kube, retries: RetryQueue) -> None:
     """Reconcile again every ScaledApi whose delay after a failure is over."""
     post = direct_poster(kube)
     for namespace, name in retries.take_due():
-        attempt(kube, retries, namespace, name, post)
+        attempt(kube, retries, namespace, name, post, cause="retry")
 
 
 async def _lead_forever(memo: Any) -> None:
@@ -263,7 +285,9 @@ async def _lead_forever(memo: Any) -> None:
     leadership: Leadership = memo.leadership
     while True:
         try:
-            if await asyncio.to_thread(leadership.step):
+            became_leader = await asyncio.to_thread(leadership.step)
+            metrics.leading(leadership.leading)
+            if became_leader:
                 # Just became the leader: catch up on whatever changed while no replica led.
                 await asyncio.to_thread(resync_all, _kube(memo), _retries(memo))
         except Exception:
@@ -295,30 +319,30 @@ async def _retry_forever(memo: Any) -> None:
             logger.exception("retry pass failed")
 
 
-def _handle(memo: Any, namespace: str | None, name: str, trigger: Trigger = None) -> None:
+def _handle(memo: Any, namespace: str | None, name: str, cause: str, trigger: Trigger = None) -> None:
     """Every handler's path: the leader reconciles, a standby only notes the ScaledApi for later."""
     if namespace is None:
         return
     if _leads(memo):
-        attempt(_kube(memo), _retries(memo), namespace, name, kopf_post, trigger)
+        attempt(_kube(memo), _retries(memo), namespace, name, kopf_post, trigger, cause=cause)
     else:
         _retries(memo).seen((namespace, name))
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-on-create")
 def on_create(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    _handle(memo, namespace, name)
+    _handle(memo, namespace, name, "create")
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-on-update", field="spec")
 def on_update(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    _handle(memo, namespace, name)
+    _handle(memo, namespace, name, "update")
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-on-resume")
 def on_resume(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     # Explained once any pass finished since the start (a child's replayed event may come first).
-    _handle(memo, namespace, name, RESUMED)
+    _handle(memo, namespace, name, "resume", RESUMED)
 
 
 def owner_name(body: Mapping[str, Any]) -> str | None:
@@ -346,20 +370,26 @@ async def on_child_event(
     CHILDREN.on_event(body, type)
     owner = owner_name(body)
     if namespace is not None and owner is not None:
-        reconcile_later(memo, namespace, owner, child_event(body, type))
+        reconcile_later(memo, namespace, owner, child_event(body, type), "child")
 
 
-def reconcile_later(memo: Any, namespace: str, owner: str, trigger: Trigger) -> None:
+def reconcile_later(memo: Any, namespace: str, owner: str, trigger: Trigger, cause: str) -> None:
     """An echo ends here, a request during a running pass is noted for it, and only a pass that starts
     gets a thread, in the background. kopf never retries an event handler: a failure is recorded and
     retried by the retry loop."""
     if not _leads(memo):
         _retries(memo).seen((namespace, owner))
         return
-    if SEEN.explains((namespace, owner), trigger) or not LOCKS.begin(namespace, owner, trigger):
+    if SEEN.explains((namespace, owner), trigger):
+        metrics.reconciled(cause, "explained")
+        return
+    if not LOCKS.begin(namespace, owner, trigger):
+        metrics.reconciled(cause, "coalesced")
         return
     post = direct_poster(_kube(memo))
-    full = asyncio.to_thread(attempt, _kube(memo), _retries(memo), namespace, owner, post, BEGUN)
+    full = asyncio.to_thread(
+        functools.partial(attempt, _kube(memo), _retries(memo), namespace, owner, post, BEGUN, cause=cause)
+    )
     _keep(memo, asyncio.create_task(full, name=f"reconcile {namespace}/{owner}"))
 
 
@@ -386,6 +416,7 @@ def fast_path(kube: Kube, namespace: str, name: str, post: Poster) -> None:
         logger.exception("fast upstream write of %s/%s failed; the full reconcile follows", namespace, name)
         return
     if fast.written and fast.upstream is not None and fast.owner is not None:
+        metrics.config_written(namespace, name)
         message = f"nginx upstream now has {len(fast.upstream.endpoints)} ready endpoints"
         post(event_body(fast.owner), Transition("Normal", "ProxyConfigUpdated", message))
 
@@ -404,7 +435,7 @@ async def on_endpoint_slice_event(
     fresh = _leads(memo) and not SEEN.explains((namespace, owner), trigger)
     if fresh and is_backend_slice(body, owner):
         await asyncio.to_thread(fast_path, _kube(memo), namespace, owner, direct_poster(_kube(memo)))
-    reconcile_later(memo, namespace, owner, trigger)
+    reconcile_later(memo, namespace, owner, trigger, "endpointslice")
 
 
 def event_body(owner: Owner) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaledapi_operator import builders
+from scaledapi_operator import builders, metrics
 from scaledapi_operator.builders.common import (
     BACKEND,
     CANARY,
@@ -391,6 +391,14 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
     status, found = compute_status(observed, previous, now())
     found += deprecations(spec, owner.generation, previous)
     written = _write_status(kube, body, status)
+    metrics.children_written(
+        owner.namespace,
+        owner.name,
+        applied,
+        spec_unchanged=previous.get("observedGeneration") == owner.generation,
+        config=proxy_name(owner),
+    )
+    metrics.status_observed(owner.namespace, owner.name, wanted.replicas, status)
     # Everything this pass read or wrote: the watch events that only echo it trigger no other pass.
     key = (owner.namespace, owner.name)
     SEEN.saw(key, [item.obj for item in applied])
@@ -507,6 +515,7 @@ def _one_pass(kube: Kube, namespace: str, name: str, post: Poster) -> Outcome | 
     if body is None or body["metadata"].get("deletionTimestamp"):
         UPSTREAMS.forget(key)
         SEEN.forget(key)
+        metrics.forget(namespace, name)
         return GONE
     outcome = reconcile(kube, body)
     SEEN.finished(key)

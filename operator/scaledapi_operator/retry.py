@@ -110,6 +110,11 @@ class RetryQueue:
                 self._entries[key].due = None
             return [key for _, key in due]
 
+    def failing(self) -> int:
+        """How many ScaledApis wait for a retry (their last reconcile failed)."""
+        with self._guard:
+            return len(self._entries)
+
     def failures(self, key: Key) -> int:
         with self._guard:
             entry = self._entries.get(key)
