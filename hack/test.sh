@@ -16,5 +16,14 @@ log "ruff"
 .venv/bin/ruff format --check .
 log "mypy --strict"
 .venv/bin/mypy
+log "helm: lint and template charts/scaledapi (cluster-wide and namespaced values)"
+# hack/helm.sh builds helm into $SCALEDAPI_CACHE/bin when it is missing (Go only), else fails saying why.
+helm_bin=$("$REPO_ROOT/hack/helm.sh") ||
+  die "helm is missing and hack/helm.sh could not build it: the chart checks and tests/unit/test_chart.py need it"
+export HELM=$helm_bin
+"$HELM" lint --strict charts/scaledapi
+"$HELM" template scaledapi charts/scaledapi --namespace scaledapi-system --include-crds >/dev/null
+"$HELM" template scaledapi charts/scaledapi --namespace scaledapi-system --include-crds \
+  --set 'watchNamespaces={team-a,team-b}' >/dev/null
 log "pytest: unit and integration"
 .venv/bin/pytest tests/unit tests/integration "$@"

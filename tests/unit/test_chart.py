@@ -1,0 +1,152 @@
+"""charts/scaledapi: with its defaults, `helm template` gives the objects of manifests/ (less the Namespace,
+which a Helm release does not own), and with watchNamespaces those of hack/install_manifests.py
+--namespace; the CRD is manifests/crd.yaml itself (a symlink), so the two installs cannot drift.
+
+Needs the helm binary: $HELM, else PATH, else $SCALEDAPI_CACHE/bin (hack/helm.sh builds it there; make
+test runs that first). A missing helm fails, it never skips.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hack import install_manifests as im
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "scaledapi"
+CACHE_BIN = Path(os.environ.get("SCALEDAPI_CACHE", "/var/cache/scaledapi")) / "bin"
+RELEASE = "scaledapi"
+NAMESPACE = "scaledapi-system"
+
+Manifest = dict[str, Any]
+Key = tuple[str, str, str]
+
+
+def helm_binary() -> str:
+    explicit = os.environ.get("HELM")
+    if explicit:
+        return explicit
+    found = shutil.which("helm") or shutil.which("helm", path=str(CACHE_BIN))
+    if found is None:
+        pytest.fail(
+            f"helm is missing (looked in $HELM, PATH and {CACHE_BIN}): run hack/helm.sh, which builds "
+            f"helm from the Go module proxy into {CACHE_BIN} (make test does so before the tests)"
+        )
+    return found
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm_binary(), *args], capture_output=True, text=True, check=check, timeout=120)
+
+
+def render(*args: str, release: str = RELEASE, namespace: str = NAMESPACE) -> list[Manifest]:
+    done = helm("template", release, str(CHART), "--namespace", namespace, "--include-crds", *args)
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def key(doc: Manifest) -> Key:
+    return (doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"])
+
+
+def without_labels(doc: Manifest) -> Manifest:
+    result = copy.deepcopy(doc)
+    result["metadata"].pop("labels", None)
+    return result
+
+
+def assert_same_install(chart: list[Manifest], files: list[Manifest]) -> None:
+    """Object by object: the same kinds, names and namespaces, the same content (RBAC rules, bindings,
+    the Deployment's whole spec, ...), and every label of the files (the chart adds Helm's own)."""
+    expected = {key(d): d for d in files if d["kind"] != "Namespace"}
+    rendered = {key(d): d for d in chart}
+    assert len(rendered) == len(chart), "the chart renders an object twice"
+    assert sorted(rendered) == sorted(expected)
+    for k, doc in expected.items():
+        got = rendered[k]
+        assert without_labels(got) == without_labels(doc), f"{k} differs from manifests/"
+        labels = doc["metadata"].get("labels", {})
+        assert labels.items() <= got["metadata"].get("labels", {}).items(), f"{k}: labels"
+
+
+def test_the_crd_is_manifests_crd_yaml() -> None:
+    crds = list((CHART / "crds").iterdir())
+    assert len(crds) == 1
+    # One source of truth: a symlink that helm follows (and `helm package` resolves), not a copy.
+    assert crds[0].is_symlink(), f"{crds[0]} must be a symlink to manifests/crd.yaml"
+    assert crds[0].resolve() == (ROOT / "manifests" / "crd.yaml").resolve()
+
+
+def test_defaults_render_manifests() -> None:
+    assert_same_install(render(), im.load())
+
+
+def test_watch_namespaces_render_install_manifests_namespaced() -> None:
+    chart = render("--set", "watchNamespaces={team-a,team-b}")
+    assert_same_install(chart, im.namespaced(im.load(), ["team-a", "team-b"]))
+
+
+def test_lint() -> None:
+    done = helm("lint", str(CHART), "--strict", check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_release_name_is_in_every_name() -> None:
+    docs = render("--set", "watchNamespaces={team-c}", release="e2e", namespace="e2e-op")
+    names = {key(d) for d in docs if d["kind"] != "CustomResourceDefinition"}
+    assert all(n.startswith("e2e-scaledapi-operator") for _, _, n in names), names
+    assert ("ClusterRole", "", "e2e-scaledapi-operator") in names
+    assert ("Role", "team-c", "e2e-scaledapi-operator") in names
+    binding = next(d for d in docs if key(d) == ("RoleBinding", "team-c", "e2e-scaledapi-operator"))
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "e2e-scaledapi-operator", "namespace": "e2e-op"}
+    ]
+
+
+def deployment(docs: list[Manifest]) -> Manifest:
+    return next(d for d in docs if d["kind"] == "Deployment")
+
+
+def test_values_image_resources_annotations() -> None:
+    docs = render(
+        "--set", "image.repository=registry.example/op", "--set", "image.tag=1.2.3",
+        "--set", "image.pullPolicy=Always", "--set", "resources.limits.memory=300Mi",
+        "--set", "podAnnotations.scaledapi\\.dev/image-id=abc123",
+    )  # fmt: skip
+    template = deployment(docs)["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    assert container["image"] == "registry.example/op:1.2.3"
+    assert container["imagePullPolicy"] == "Always"
+    assert container["resources"]["limits"] == {"memory": "300Mi"}
+    assert template["metadata"]["annotations"] == {"scaledapi.dev/image-id": "abc123"}
+
+
+def test_metrics_off() -> None:
+    docs = render("--set", "metrics.enabled=false")
+    assert not [d for d in docs if d["kind"] == "Service"]
+    container = deployment(docs)["spec"]["template"]["spec"]["containers"][0]
+    assert [p["name"] for p in container["ports"]] == ["health"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SCALEDAPI_METRICS_PORT"] == "0"
+
+
+def test_metrics_port() -> None:
+    docs = render("--set", "metrics.port=9200")
+    service = next(d for d in docs if d["kind"] == "Service")
+    assert service["metadata"]["annotations"]["prometheus.io/port"] == "9200"
+    assert service["spec"]["ports"][0]["port"] == 9200
+    container = deployment(docs)["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "metrics", "containerPort": 9200, "protocol": "TCP"} in container["ports"]
+
+
+def test_a_bad_namespace_is_refused_by_name() -> None:
+    done = helm("template", RELEASE, str(CHART), "--set", "watchNamespaces={Team_A}", check=False)
+    assert done.returncode != 0
+    assert 'watchNamespaces: "Team_A" is not a namespace name' in done.stderr
