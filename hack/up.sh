@@ -46,6 +46,23 @@ kind load docker-image --name "$CLUSTER_NAME" \
 # So that the README's plain `kubectl scale scaledapi/hello ...` talks to this cluster.
 kubectl config use-context "$KUBECONTEXT" >/dev/null
 
+# metrics-server (a cluster add-on, not the product): what `kubectl top` and an HPA on CPU read. The
+# air-gapped node image has its image preloaded; a cluster created from an older node image gets it
+# loaded here instead, so that no one has to recreate a cluster for it.
+if airgap_enabled; then
+  # shellcheck source=/dev/null # written by hack/airgap/build.sh
+  source "$SCALEDAPI_CACHE/images.env"
+  for node in $(kind get nodes --name "$CLUSTER_NAME"); do
+    if ! docker exec "$node" crictl inspecti "$METRICS_SERVER_IMAGE" >/dev/null 2>&1; then
+      log "node ${node} lacks ${METRICS_SERVER_IMAGE}: loading it"
+      kind load image-archive --name "$CLUSTER_NAME" "$METRICS_SERVER_TAR" >/dev/null
+      break
+    fi
+  done
+fi
+log "deploying metrics-server (hack/addons/metrics-server.yaml)"
+kubectl_ctx apply -f hack/addons/metrics-server.yaml >/dev/null
+
 sample_namespace=default
 if [[ -n ${SCALEDAPI_NAMESPACES:-} ]]; then
   "$REPO_ROOT/hack/venv.sh"
@@ -68,6 +85,8 @@ operator_image_id=$(docker image inspect --format '{{.Id}}' "$OPERATOR_IMAGE" | 
 kubectl_ctx -n "$OPERATOR_NAMESPACE" patch deployment "$OPERATOR_DEPLOYMENT" --type merge -p \
   "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"scaledapi.dev/image-id\":\"${operator_image_id}\"}}}}}" >/dev/null
 kubectl_ctx -n "$OPERATOR_NAMESPACE" rollout status deployment "$OPERATOR_DEPLOYMENT" --timeout=180s
+# applied before the images were built, so it has been starting meanwhile
+kubectl_ctx -n kube-system rollout status deployment metrics-server --timeout=120s
 
 if [[ ${SKIP_SAMPLE:-0} == 1 ]]; then
   log "cluster ready in $((SECONDS - start)) s (sample not applied)"

@@ -8,11 +8,25 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Mapping
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 
 DEFAULT_GREETING = "Hello"
+# /api/work burns CPU for ?ms= milliseconds (a load an HPA on CPU can see); bounded so that one request
+# cannot hold a worker for long.
+WORK_DEFAULT_MS = 20
+WORK_MAX_MS = 1000
+
+
+def burn_cpu(ms: int) -> int:
+    """Spin for ``ms`` milliseconds of this thread's CPU time; return the loop count (keeps it real)."""
+    end = time.thread_time() + ms / 1000
+    count = 0
+    while time.thread_time() < end:
+        count += 1
+    return count
 
 
 def instance_name(environ: Mapping[str, str] | None = None) -> str:
@@ -34,6 +48,15 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     @app.get("/api/hello")
     def hello() -> Response:
         return jsonify(greeting=greeting, message=f"{greeting} from {instance}", instance=instance)
+
+    @app.get("/api/work")
+    def work() -> Response | tuple[Response, int]:
+        raw = request.args.get("ms", str(WORK_DEFAULT_MS))
+        ms = int(raw) if raw.isdigit() else -1
+        if not 0 <= ms <= WORK_MAX_MS:
+            return jsonify(error=f"ms must be an integer 0..{WORK_MAX_MS}"), 400
+        burn_cpu(ms)
+        return jsonify(instance=instance, ms=ms)
 
     @app.get("/healthz")
     def healthz() -> Response:

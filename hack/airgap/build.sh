@@ -58,13 +58,14 @@ step localpath
 step kindnetd
 step pause
 step helm
+step metricsserver
 step rootfs
 step debian rootfs
 step python debian
 step nginx debian
 step iptables debian
 step kindbase debian crictl
-step components debian iptables kubernetes etcd coredns localpath kindnetd pause
+step components debian iptables kubernetes etcd coredns localpath kindnetd pause metricsserver
 step node kindbase components kubernetes
 step_images debian IMG_DEBIAN
 step_images python IMG_PYTHON
@@ -132,7 +133,7 @@ fi
 # Two lanes: Go builds (CPU) in the background, Debian/Docker work (network, disk) in the foreground.
 go_lane() {
   local s
-  for s in kind kubernetes etcd coredns crictl localpath kindnetd pause helm; do run_step "$s"; done
+  for s in kind kubernetes etcd coredns crictl localpath kindnetd pause helm metricsserver; do run_step "$s"; done
 }
 debian_lane() {
   local s
@@ -164,6 +165,8 @@ NGINX_BASE=$IMG_NGINX
 KIND_VERSION=$KIND_VERSION
 KUBERNETES_VERSION=$KUBERNETES_VERSION
 SCALEDAPI_BIN=$CACHE/bin
+METRICS_SERVER_IMAGE=registry.k8s.io/metrics-server/metrics-server:$METRICS_SERVER_VERSION
+METRICS_SERVER_TAR=$OUT/components-${KEY[components]}/images/metrics-server.tar
 ENV
 mv "$CACHE/images.env.tmp" "$CACHE/images.env"
 say "done in $(($(date +%s) - T_ALL))s: $CACHE/images.env, kind, kubectl and helm in $CACHE/bin"

@@ -29,6 +29,7 @@ GO_STEPS = {
     "kindnetd",
     "pause",
     "helm",
+    "metricsserver",
 }
 DEBIAN_IMAGES = {"debian", "python", "nginx", "iptables", "kindbase", "components", "node"}
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib
 import socket
+import time
 
 import pytest
 
 from scaledapi_backend import gunicorn_conf
-from scaledapi_backend.app import create_app
+from scaledapi_backend.app import WORK_DEFAULT_MS, WORK_MAX_MS, create_app
 
 
 def test_hello_names_greeting_and_instance() -> None:
@@ -29,6 +30,24 @@ def test_healthz() -> None:
     resp = create_app({"POD_NAME": "p"}).test_client().get("/healthz")
     assert resp.status_code == 200
     assert resp.get_json() == {"status": "ok", "instance": "p"}
+
+
+def test_work_burns_cpu_for_the_asked_time_and_names_the_instance() -> None:
+    client = create_app({"POD_NAME": "p"}).test_client()
+    before = time.thread_time()
+    resp = client.get("/api/work?ms=30")
+    spent = time.thread_time() - before
+    assert resp.status_code == 200
+    assert resp.get_json() == {"instance": "p", "ms": 30}
+    assert spent >= 0.03
+    assert client.get("/api/work").get_json()["ms"] == WORK_DEFAULT_MS
+
+
+@pytest.mark.parametrize("query", ["ms=-1", f"ms={WORK_MAX_MS + 1}", "ms=lots"])
+def test_work_refuses_a_bad_duration(query: str) -> None:
+    resp = create_app({}).test_client().get(f"/api/work?{query}")
+    assert resp.status_code == 400
+    assert "ms must be" in resp.get_json()["error"]
 
 
 def test_unknown_path_and_method() -> None:

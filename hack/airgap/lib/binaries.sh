@@ -144,6 +144,15 @@ build_helm() {
   "$D/helm" version
 }
 
+build_metricsserver() {
+  # Its go.mod has no replace directives and the proxy serves its version list: `go install` by version.
+  # gitVersion (client-go's version package, as upstream's Makefile sets it) is what --version reports.
+  GOBIN=$D gotc "$GO_VERSION" install -p "$GO_P" -trimpath \
+    -ldflags "-s -w -X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION" \
+    "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION"
+  "$D/metrics-server" --version
+}
+
 build_pause() {
   gcc -static -Os -Wall -o "$D/pause" "$here/pause.c"
   strip "$D/pause"

@@ -90,6 +90,9 @@ component_refs() {
   echo "kindnetd $(python3 "$here/kind_consts.py" kindnetdImage "$kd/pkg/build/nodeimage/const_cni.go")"
   echo "local-path-provisioner $(python3 "$here/kind_consts.py" storageProvisionerImage "$kd/pkg/build/nodeimage/const_storage.go")"
   echo "local-path-helper $(python3 "$here/kind_consts.py" storageHelperImage "$kd/pkg/build/nodeimage/const_storage.go")"
+  # Not asked for by kubeadm nor kind: preloaded so that hack/up.sh can deploy it with no registry, under
+  # the name upstream's manifest uses.
+  echo "metrics-server registry.k8s.io/metrics-server/metrics-server:$METRICS_SERVER_VERSION"
 }
 
 # component_input NAME: "BINARY BASE" of a component image (BASE "-" for FROM scratch)
@@ -104,6 +107,7 @@ component_input() {
     kindnetd) echo "$OUT/kindnetd-$K_kindnetd/kindnetd $IMG_IPTABLES" ;;
     local-path-provisioner) echo "$OUT/localpath-$K_localpath/local-path-provisioner $static" ;;
     local-path-helper) echo "- $IMG_DEBIAN" ;;
+    metrics-server) echo "$OUT/metricsserver-$K_metricsserver/metrics-server $static" ;;
     *) return 1 ;;
   esac
 }

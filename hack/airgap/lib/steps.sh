@@ -171,7 +171,7 @@ print_keys() { # every step's key, whether it is built, and what it depends on
   for s in "${STEPS[@]}"; do
     state=missing
     [[ -e $CACHE/stamps/$s-${KEY[$s]} ]] && state=built
-    printf '%-11s %s %-7s %s\n' "$s" "${KEY[$s]}" "$state" "${STEP_DEPS[$s]}"
+    printf '%-13s %s %-7s %s\n' "$s" "${KEY[$s]}" "$state" "${STEP_DEPS[$s]}"
   done
 }
 
