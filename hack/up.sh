@@ -5,6 +5,9 @@
 # maps to node port 30080) let hack/airgap-cold.sh run a second cluster beside the usual one.
 # SCALEDAPI_NAMESPACES=a,b installs the operator namespaced (hack/install_manifests.py): it may act only
 # in those namespaces, which are created if missing; the sample goes into the first of them.
+# INSTALL=helm installs CRD, RBAC and operator with `helm upgrade --install scaledapi charts/scaledapi`
+# (release scaledapi in scaledapi-system; with SCALEDAPI_NAMESPACES, values watchNamespaces) instead of
+# `kubectl apply -k manifests/`; it takes over objects an earlier kubectl install left (their fields too).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -63,16 +66,38 @@ fi
 log "deploying metrics-server (hack/addons/metrics-server.yaml)"
 kubectl_ctx apply -f hack/addons/metrics-server.yaml >/dev/null
 
+install=${INSTALL:-kustomize}
+[[ $install == kustomize || $install == helm ]] || die "INSTALL=${install}: kustomize (the default) or helm"
+# The image tag stays :dev, so a rebuilt image only reaches the operator through a template change.
+operator_image_id=$(docker image inspect --format '{{.Id}}' "$OPERATOR_IMAGE" | cut -d: -f2 | cut -c1-16)
 sample_namespace=default
+watched=()
 if [[ -n ${SCALEDAPI_NAMESPACES:-} ]]; then
-  "$REPO_ROOT/hack/venv.sh"
   IFS=, read -ra watched <<<"$SCALEDAPI_NAMESPACES"
   sample_namespace=${watched[0]}
-  rendered=$(.venv/bin/python hack/install_manifests.py "${watched[@]/#/--namespace=}") ||
-    die "SCALEDAPI_NAMESPACES=${SCALEDAPI_NAMESPACES}: see the message above"
   for ns in "${watched[@]}"; do
     kubectl_ctx create namespace "$ns" --dry-run=client -o yaml | kubectl_ctx apply -f - >/dev/null
   done
+fi
+if [[ $install == helm ]]; then
+  helm_bin=$("$REPO_ROOT/hack/helm.sh") || die "INSTALL=helm: no helm (hack/helm.sh could not build it)"
+  helm_args=(--set-string "podAnnotations.scaledapi\.dev/image-id=${operator_image_id}")
+  if ((${#watched[@]})); then
+    helm_args+=(--set "watchNamespaces={$(IFS=,; echo "${watched[*]}")}")
+  fi
+  # The Namespace is not the release's (as manifests/operator.yaml has it: Pod Security "restricted").
+  kubectl_ctx create namespace "$OPERATOR_NAMESPACE" --dry-run=client -o yaml | kubectl_ctx apply -f - >/dev/null
+  kubectl_ctx label namespace "$OPERATOR_NAMESPACE" --overwrite pod-security.kubernetes.io/enforce=restricted \
+    pod-security.kubernetes.io/enforce-version=latest >/dev/null
+  # helm installs crds/ once and never upgrades them: the CRD is applied as the kustomization does.
+  kubectl_ctx apply -f manifests/crd.yaml >/dev/null
+  log "deploying RBAC and operator with helm (release scaledapi${watched:+, namespaced: ${watched[*]}})"
+  "$helm_bin" upgrade --install scaledapi charts/scaledapi --kube-context "$KUBECONTEXT" \
+    --namespace "$OPERATOR_NAMESPACE" --take-ownership --force-conflicts "${helm_args[@]}" >/dev/null
+elif ((${#watched[@]})); then
+  "$REPO_ROOT/hack/venv.sh"
+  rendered=$(.venv/bin/python hack/install_manifests.py "${watched[@]/#/--namespace=}") ||
+    die "SCALEDAPI_NAMESPACES=${SCALEDAPI_NAMESPACES}: see the message above"
   log "deploying CRD, RBAC and operator, namespaced: ${watched[*]}"
   kubectl_ctx apply -f - >/dev/null <<<"$rendered"
 else
@@ -80,10 +105,10 @@ else
   kubectl_ctx apply -k manifests/ >/dev/null
 fi
 kubectl_ctx wait --for condition=established --timeout=60s crd/scaledapis.scaledapi.dev >/dev/null
-# The image tag stays :dev, so a rebuilt image only reaches the operator through a template change.
-operator_image_id=$(docker image inspect --format '{{.Id}}' "$OPERATOR_IMAGE" | cut -d: -f2 | cut -c1-16)
-kubectl_ctx -n "$OPERATOR_NAMESPACE" patch deployment "$OPERATOR_DEPLOYMENT" --type merge -p \
-  "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"scaledapi.dev/image-id\":\"${operator_image_id}\"}}}}}" >/dev/null
+if [[ $install == kustomize ]]; then
+  kubectl_ctx -n "$OPERATOR_NAMESPACE" patch deployment "$OPERATOR_DEPLOYMENT" --type merge -p \
+    "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"scaledapi.dev/image-id\":\"${operator_image_id}\"}}}}}" >/dev/null
+fi
 kubectl_ctx -n "$OPERATOR_NAMESPACE" rollout status deployment "$OPERATOR_DEPLOYMENT" --timeout=180s
 # applied before the images were built, so it has been starting meanwhile
 kubectl_ctx -n kube-system rollout status deployment metrics-server --timeout=120s
