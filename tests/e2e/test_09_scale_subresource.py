@@ -1,7 +1,7 @@
 """Scenario 9: the scale subresource shows replicas and selector, and an HPA can read it.
 
-kind has no metrics-server, so the HPA cannot compute a recommendation; what it must not report is a
-failure to read the scale of its target (AbleToScale True, reason SucceededGetScale).
+Whether the HPA acts on CPU is scenario 18 (metrics-server, deployed by make up); here it must only
+never report a failure to read the scale of its target (AbleToScale True, reason SucceededGetScale).
 """
 
 from __future__ import annotations
