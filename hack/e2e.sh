@@ -22,5 +22,8 @@ KIND_CONFIG=${KIND_CONFIG:-kind-config-multinode.yaml} SKIP_SAMPLE=1 "$REPO_ROOT
 # Foreground deletion returns only once the garbage collector has removed the children, the Service too.
 kubectl_ctx delete scaledapi hello --namespace default --ignore-not-found --cascade=foreground --timeout=120s >/dev/null
 
+# Scenario 12b installs the Helm chart: helm from hack/helm.sh (built into $SCALEDAPI_CACHE/bin if missing).
+HELM=$("$REPO_ROOT/hack/helm.sh") || die "scenario 12b needs helm and hack/helm.sh could not build it"
+export HELM
 mkdir -p reports
 .venv/bin/pytest tests/e2e -v -p no:cacheprovider --junitxml=reports/e2e-junit.xml "$@"
