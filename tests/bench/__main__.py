@@ -20,7 +20,16 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tests.bench import cluster, many, operator_memory, operator_scale, ready_to_served, scale, throughput
+from tests.bench import (
+    cluster,
+    many,
+    metrics_overhead,
+    operator_memory,
+    operator_scale,
+    ready_to_served,
+    scale,
+    throughput,
+)
 from tests.bench.context import Context, Options
 from tests.bench.report import SectionResult, dumps, render_table, report
 from tests.e2e import kube, nodes
@@ -28,6 +37,7 @@ from tests.e2e import kube, nodes
 Section = Callable[[Context, SectionResult], None]
 SECTIONS: dict[str, Section] = {
     "throughput": throughput.run,
+    "metrics_overhead": metrics_overhead.run,
     "scale": scale.run,
     "ready_to_served": ready_to_served.run,
     "operator": operator_memory.run,

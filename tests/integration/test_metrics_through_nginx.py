@@ -5,36 +5,23 @@ counts must be what the client saw."""
 from __future__ import annotations
 
 import collections
-import re
 from collections.abc import Callable
 
 import requests
 
 from scaledapi_operator.nginx_conf import config_hash
+from tests.e2e.prometheus import Samples, parse, value
 from tests.integration.itest_support import Backend, ProxyRun, free_port, hello, http_ok, wait_for
 
 DEADLINE_S = 15.0
 REQUESTS = 90
 
 
-def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """GET /metrics, as {(name, labels): value}."""
+def scrape(port: int) -> Samples:
     response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
     response.raise_for_status()
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    samples = {}
-    for line in response.text.splitlines():
-        if line.startswith("#") or not line:
-            continue
-        found = re.match(r"^([a-z_]+)(?:\{(.*)\})? (\S+)$", line)
-        assert found, f"unparsable line {line!r}"
-        labels = frozenset(re.findall(r'([a-z_]+)="([^"]*)"', found.group(2) or ""))
-        samples[(found.group(1), labels)] = float(found.group(3))
-    return samples
-
-
-def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return parse(response.text)
 
 
 def test_per_copy_counts_match_what_the_client_saw(

@@ -105,10 +105,7 @@ def test_series_of_addresses_gone_from_the_upstream_are_dropped_past_the_bound()
 
 # As nginx writes it, trailing spaces included.
 STUB = (
-    "Active connections: 3 \n"
-    "server accepts handled requests\n"
-    " 17 17 41 \n"
-    "Reading: 0 Writing: 1 Waiting: 2 \n"
+    "Active connections: 3 \nserver accepts handled requests\n 17 17 41 \nReading: 0 Writing: 1 Waiting: 2 \n"
 )
 
 
