@@ -112,6 +112,30 @@ fi
 kubectl_ctx -n "$OPERATOR_NAMESPACE" rollout status deployment "$OPERATOR_DEPLOYMENT" --timeout=180s
 # applied before the images were built, so it has been starting meanwhile
 kubectl_ctx -n kube-system rollout status deployment metrics-server --timeout=120s
+metrics_api_serves() { kubectl_ctx get --raw /apis/metrics.k8s.io/v1beta1/nodes; }
+until_deadline() { # until_deadline SECONDS CMD...: whether CMD succeeded before SECONDS passed
+  local deadline=$(($(date +%s) + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    (($(date +%s) < deadline)) || return 1
+    sleep 1 # poll interval
+  done
+}
+# Seen here on fresh clusters (kube-apiserver v1.33.13): the APIService says Available and
+# metrics-server answers the API server's own front-proxy requests, yet the aggregator keeps answering
+# 404 for metrics.k8s.io/v1beta1 (kubectl top: "Metrics API not available"; an HPA never acts). A
+# restart of the API server clears it; so wait for node metrics through the API server, and restart
+# it once when they do not come.
+if ! until_deadline 90 metrics_api_serves; then
+  log "metrics.k8s.io answers 404 through the API server: restarting kube-apiserver once (see hack/up.sh)"
+  for node in $(kind get nodes --name "$CLUSTER_NAME"); do
+    [[ $node == *control-plane* ]] || continue
+    docker exec "$node" sh -c 'crictl ps --name kube-apiserver -q | xargs -r crictl stop' >/dev/null
+  done
+  wait_until 120 "the API server after its restart" kubectl_ctx get --raw /readyz
+  until_deadline 90 metrics_api_serves ||
+    die "metrics.k8s.io does not answer through the API server: kubectl get apiservice v1beta1.metrics.k8s.io"
+fi
 
 if [[ ${SKIP_SAMPLE:-0} == 1 ]]; then
   log "cluster ready in $((SECONDS - start)) s (sample not applied)"
