@@ -8,9 +8,10 @@ warm-up of each. The figure is the median rate of 200 answers, and its ratio on/
 
 from __future__ import annotations
 
-from tests.bench import cluster, hey
+from tests.bench import cluster
 from tests.bench.context import Context
 from tests.bench.report import RATIO, Figure, Goal, SectionResult, median
+from tests.bench.throughput import alternate
 from tests.e2e import kube
 
 NAMES = {"on": "mx-on", "off": "mx-off"}
@@ -18,7 +19,6 @@ RATIO_GOAL = Goal(">=", 0.9)
 
 
 def run(ctx: Context, result: SectionResult) -> None:
-    opts = ctx.options
     ns = ctx.namespaces.create("metrics")
     try:
         for side, name in NAMES.items():
@@ -28,27 +28,7 @@ def run(ctx: Context, result: SectionResult) -> None:
         cluster.wait_scaledapis_ready(ns, list(NAMES.values()))
         paths = {side: cluster.cluster_ip_url(ns, f"{name}-proxy") for side, name in NAMES.items()}
         result.samples["urls"] = paths
-        result.samples["hey"] = {
-            "node": ctx.node,
-            "concurrency": opts.concurrency,
-            "seconds": opts.duration_s,
-        }
-        for side, url in paths.items():
-            warm = hey.run(ctx.node, url, opts.concurrency, opts.warmup_s)
-            if warm.ok == 0:
-                raise AssertionError(
-                    f"no 200 answer with metrics {side} ({url}) during warm-up: {warm.as_dict()}"
-                )
-        runs: dict[str, list[hey.HeyResult]] = {side: [] for side in paths}
-        result.samples["rounds"] = []
-        for round_no in range(opts.rounds):
-            for side, url in paths.items():
-                r = hey.run(ctx.node, url, opts.concurrency, opts.duration_s)
-                runs[side].append(r)
-                result.samples["rounds"].append({"round": round_no + 1, "metrics": side, **r.as_dict()})
-                print(
-                    f"  metrics round {round_no + 1} {side}: {r.ok_per_second:.0f} req/s, {r.failures} failed"
-                )
+        runs = alternate(ctx, paths, result, "metrics")
         result.figures += [
             Figure(
                 result.name,

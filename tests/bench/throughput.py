@@ -17,7 +17,6 @@ RATIO_GOAL = Goal(">=", 0.95)
 
 
 def run(ctx: Context, result: SectionResult) -> None:
-    opts = ctx.options
     ns = ctx.namespaces.create("throughput")
     try:
         kube.apply(cluster.scaledapi(ns, NAME, 2))
@@ -27,31 +26,7 @@ def run(ctx: Context, result: SectionResult) -> None:
             "clusterip": cluster.cluster_ip_url(ns, f"{NAME}-backend"),
         }
         result.samples["urls"] = paths
-        result.samples["hey"] = {
-            "node": ctx.node,
-            "concurrency": opts.concurrency,
-            "seconds": opts.duration_s,
-        }
-        warmup = {
-            side: hey.run(ctx.node, url, opts.concurrency, opts.warmup_s) for side, url in paths.items()
-        }
-        result.samples["warmup"] = {side: r.as_dict() for side, r in warmup.items()}
-        for side, r in warmup.items():
-            if r.ok == 0:
-                raise AssertionError(
-                    f"no 200 answer on the {side} path {paths[side]} during warm-up: {r.as_dict()}"
-                )
-        runs: dict[str, list[hey.HeyResult]] = {side: [] for side in paths}
-        result.samples["rounds"] = []
-        for round_no in range(opts.rounds):
-            for side, url in paths.items():
-                r = hey.run(ctx.node, url, opts.concurrency, opts.duration_s)
-                runs[side].append(r)
-                result.samples["rounds"].append({"round": round_no + 1, "side": side, **r.as_dict()})
-                print(
-                    f"  throughput round {round_no + 1} {side}: {r.ok_per_second:.0f} req/s, "
-                    f"{r.failures} failed"
-                )
+        runs = alternate(ctx, paths, result, "throughput")
         result.figures += [
             Figure(
                 result.name,
@@ -73,3 +48,28 @@ def run(ctx: Context, result: SectionResult) -> None:
         ]
     finally:
         ctx.namespaces.delete(ns)
+
+
+def alternate(
+    ctx: Context, paths: dict[str, str], result: SectionResult, label: str
+) -> dict[str, list[hey.HeyResult]]:
+    """A warm-up of each path, then ``hey`` on each in turn, ``--rounds`` times (A/B/A/B): the runs of
+    each side. Every run goes into the section's raw samples; a path with no 200 in its warm-up fails."""
+    opts = ctx.options
+    result.samples["hey"] = {"node": ctx.node, "concurrency": opts.concurrency, "seconds": opts.duration_s}
+    warmup = {side: hey.run(ctx.node, url, opts.concurrency, opts.warmup_s) for side, url in paths.items()}
+    result.samples["warmup"] = {side: r.as_dict() for side, r in warmup.items()}
+    for side, r in warmup.items():
+        if r.ok == 0:
+            raise AssertionError(
+                f"no 200 answer on the {side} path {paths[side]} during warm-up: {r.as_dict()}"
+            )
+    runs: dict[str, list[hey.HeyResult]] = {side: [] for side in paths}
+    result.samples["rounds"] = []
+    for round_no in range(opts.rounds):
+        for side, url in paths.items():
+            r = hey.run(ctx.node, url, opts.concurrency, opts.duration_s)
+            runs[side].append(r)
+            result.samples["rounds"].append({"round": round_no + 1, "side": side, **r.as_dict()})
+            print(f"  {label} round {round_no + 1} {side}: {r.ok_per_second:.0f} req/s, {r.failures} failed")
+    return runs
