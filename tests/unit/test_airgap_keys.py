@@ -34,11 +34,12 @@ GO_STEPS = {
 DEBIAN_IMAGES = {"debian", "python", "nginx", "iptables", "kindbase", "components", "node"}
 
 
-def keys(airgap: Path, cache: Path) -> dict[str, str]:
-    env = {**os.environ, "SCALEDAPI_CACHE": str(cache)}
+def build(airgap: Path, cache: Path, *args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    """build.sh ARGS with SCALEDAPI_CACHE=cache (and PATH, if given); it must succeed."""
+    env = {**os.environ, "SCALEDAPI_CACHE": str(cache), "PATH": path or os.environ["PATH"]}
     env.pop("AIRGAP_VERSIONS", None)
     done = subprocess.run(
-        ["bash", str(airgap / "build.sh"), "--keys"],
+        ["bash", str(airgap / "build.sh"), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -46,6 +47,11 @@ def keys(airgap: Path, cache: Path) -> dict[str, str]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def keys(airgap: Path, cache: Path) -> dict[str, str]:
+    done = build(airgap, cache, "--keys")
     result = {}
     for line in done.stdout.splitlines():
         step, key, *_ = line.split()
@@ -208,21 +214,7 @@ def test_a_go_only_step_needs_no_docker(tmp_path: Path) -> None:
     stub.mkdir()
     (stub / "docker").write_text(f"#!/bin/sh\ntouch {tmp_path}/docker-called\nexit 1\n")
     (stub / "docker").chmod(0o755)
-    env = {
-        **os.environ,
-        "SCALEDAPI_CACHE": str(cache),
-        "PATH": f"{stub}:{os.environ['PATH']}",
-    }
-    env.pop("AIRGAP_VERSIONS", None)
-    done = subprocess.run(
-        ["bash", str(AIRGAP / "build.sh"), "helm"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = build(AIRGAP, cache, "helm", path=f"{stub}:{os.environ['PATH']}")
     assert f"helm: cached ({key})" in done.stdout
     assert not (tmp_path / "docker-called").exists()
     assert (cache / "bin" / "helm").read_text() == "#!/bin/sh\necho fake helm\n"
