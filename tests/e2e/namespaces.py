@@ -17,14 +17,30 @@ class Scenario:
         self.names: set[str] = set()
 
 
-def namespaces_gone(names: list[str], timeout: float) -> None:
-    def gone() -> bool:
-        current = {
-            n["metadata"]["name"] for n in kube.list_json("namespaces", None, f"{kube.E2E_LABEL}=true")
-        }
-        return not current.intersection(names)
+def _left(names: list[str]) -> list[kube.JSON]:
+    listed = kube.list_json("namespaces", None, f"{kube.E2E_LABEL}=true")
+    return [n for n in listed if n["metadata"]["name"] in names]
 
-    kube.wait_for(gone, timeout, 1.0, what=f"namespaces {', '.join(names)} to be gone")
+
+def _why_not_gone(names: list[str]) -> str:
+    """The namespace controller's own reasons (e.g. NamespaceDeletionDiscoveryFailure: an aggregated API
+    such as metrics.k8s.io unavailable blocks every namespace's deletion), for the timeout's message."""
+    reasons = []
+    for ns in _left(names):
+        conditions = (ns.get("status") or {}).get("conditions") or []
+        stuck = [f"{c['type']}: {c.get('message', '')}" for c in conditions if c.get("status") == "True"]
+        reasons.append(f"{ns['metadata']['name']}: {'; '.join(stuck) or 'no condition set'}")
+    return " | ".join(reasons)
+
+
+def namespaces_gone(names: list[str], timeout: float) -> None:
+    kube.wait_for(
+        lambda: not _left(names),
+        timeout,
+        1.0,
+        what=f"namespaces {', '.join(names)} to be gone",
+        describe=lambda: _why_not_gone(names),
+    )
 
 
 class Namespaces:
