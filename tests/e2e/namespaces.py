@@ -23,8 +23,9 @@ def _left(names: list[str]) -> list[kube.JSON]:
 
 
 def _why_not_gone(names: list[str]) -> str:
-    """The namespace controller's own reasons (e.g. NamespaceDeletionDiscoveryFailure: an aggregated API
-    such as metrics.k8s.io unavailable blocks every namespace's deletion), for the timeout's message."""
+    """The namespace controller's own reasons, for the timeout's message: e.g.
+    NamespaceDeletionDiscoveryFailure, as long as an aggregated API such as metrics.k8s.io is unavailable
+    (then no namespace that holds objects is finished)."""
     reasons = []
     for ns in _left(names):
         conditions = (ns.get("status") or {}).get("conditions") or []
