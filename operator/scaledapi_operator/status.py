@@ -381,7 +381,12 @@ def compute_status(
     found = transitions(old_conditions, timed) + split_transitions(previous, status)
     if observed.asleep is not None:
         status["scaledToZero"] = observed.asleep
-        found += sleep_transitions(previous, observed.asleep)
+        slept_or_woke = sleep_transitions(previous, observed.asleep)
+        if slept_or_woke:
+            # Going to sleep or waking loses Ready for a moment by design: the Normal event says why, and
+            # a NotReady warning on every wake-up would teach users to ignore warnings.
+            found = [t for t in found if t.reason != "NotReady"]
+        found += slept_or_woke
     return status, found
 
 

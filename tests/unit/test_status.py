@@ -9,7 +9,8 @@ from typing import Any
 from scaledapi_operator.spec import parse_spec
 from scaledapi_operator.status import Observed, Problem, compute_status, invalid_spec_status, pod_problems
 
-SPEC = parse_spec({"replicas": 2, "backend": {"image": "b"}, "proxy": {"image": "n", "replicas": 1}})
+SPEC_DICT: dict[str, Any] = {"replicas": 2, "backend": {"image": "b"}, "proxy": {"image": "n", "replicas": 1}}
+SPEC = parse_spec(SPEC_DICT)
 HASH = "0123456789abcdef"
 T0 = "2025-01-01T00:00:00Z"
 T1 = "2025-01-01T00:01:00Z"
@@ -286,3 +287,30 @@ def test_a_users_image_that_cannot_start_gets_a_hint_naming_the_fields() -> None
     assert "runAsUser" in problem.message and "runAsNonRoot: false" in problem.message
     (nginx,) = pod_problems([pod], "nginx")
     assert "spec.backend" not in nginx.message  # the hint is about the user's API only
+
+
+def test_waking_up_or_going_to_sleep_posts_no_not_ready_warning() -> None:
+    zero = parse_spec({**SPEC_DICT, "scaleToZero": {"idleSeconds": 5}})
+    sleeping = healthy(
+        spec=replace(zero, replicas=0), backend=deployment(0), backend_pods=[], endpoints=[], asleep=True
+    )
+    asleep, _ = compute_status(sleeping, {}, T0)
+    assert conditions(asleep)["Ready"]["status"] == "True"
+
+    woken, transitions = compute_status(
+        healthy(spec=zero, backend=deployment(2, ready=0), asleep=False), asleep, T1
+    )
+    assert conditions(woken)["Ready"]["status"] == "False"  # the condition still says it
+    assert [(t.type, t.reason) for t in transitions] == [("Normal", "WakingUp")]
+
+    # Losing Ready while awake is still a warning.
+    awake, _ = compute_status(healthy(spec=zero, asleep=False), woken, T1)
+    _, lost = compute_status(healthy(spec=zero, backend=deployment(2, ready=1), asleep=False), awake, T1)
+    assert [(t.type, t.reason) for t in lost] == [("Warning", "NotReady")]
+
+    # Going to sleep: the Deployment's controller has not seen replicas 0 yet, so Ready is lost a moment.
+    scaling_down = deployment(0)
+    scaling_down["metadata"]["generation"] = 2
+    dozing, fell_asleep = compute_status(replace(sleeping, backend=scaling_down), awake, T1)
+    assert conditions(dozing)["Ready"]["status"] == "False"
+    assert [(t.type, t.reason) for t in fell_asleep] == [("Normal", "ScaledToZero")]
