@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -272,3 +273,13 @@ class PodWatcher:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def events(ns: str, name: str) -> Counter[tuple[str, str]]:
+    """Events posted on the ScaledApi so far, by (type, reason); an aggregated event counts as its count."""
+    found: Counter[tuple[str, str]] = Counter()
+    for event in kube.list_json("events", ns):
+        involved = event.get("involvedObject") or {}
+        if involved.get("kind") == kube.KIND and involved.get("name") == name:
+            found[(str(event.get("type")), str(event.get("reason")))] += int(event.get("count") or 1)
+    return found

@@ -37,17 +37,7 @@ OTHER_CHILDREN = (
 
 
 def _warnings(ns: str, name: str) -> int:
-    """Warning events on the ScaledApi so far (an aggregated event counts as many as its count)."""
-    total = 0
-    for event in kube.list_json("events", ns):
-        involved = event.get("involvedObject") or {}
-        if (
-            involved.get("kind") == kube.KIND
-            and involved.get("name") == name
-            and event.get("type") == "Warning"
-        ):
-            total += int(event.get("count") or 1)
-    return total
+    return sum(count for (kind, _), count in sapi.events(ns, name).items() if kind == "Warning")
 
 
 def _missing_children(ns: str, name: str) -> list[str]:
