@@ -121,7 +121,6 @@ def test_wake_up_overhead_over_ten_wake_ups(namespace: str, name: str) -> None:
         describe=lambda: str(sapi.events(namespace, name)),
     )
     events = sapi.events(namespace, name)
-    assert events[("Warning", "NotReady")] == 0, events
     overheads = [s["overhead_s"] for s in samples]
     median = statistics.median(overheads)
     figures.record(
@@ -136,6 +135,7 @@ def test_wake_up_overhead_over_ten_wake_ups(namespace: str, name: str) -> None:
         },
     )
     assert median <= 0.3, samples
+    assert events[("Warning", "NotReady")] == 0, events
 
 
 def test_fifty_cycles_around_the_idle_limit_lose_no_request(namespace: str, name: str) -> None:
