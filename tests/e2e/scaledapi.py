@@ -102,6 +102,9 @@ def wait_serving(
 ) -> list[kube.PodState]:
     """Wait until ``replicas`` backend pods (of ``image``, if given) are Ready and HTTP through ``port``
     is answered by exactly those pods; return them. ``no_terminating``: also wait for old pods to be gone.
+
+    It can return inside a reload: for about 100 ms nginx's old and new workers both accept, so answers
+    come from both configs. Before counting answers or checking their order, wait_config_applied.
     """
 
     def serving() -> list[kube.PodState] | None:

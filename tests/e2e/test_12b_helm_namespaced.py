@@ -141,6 +141,7 @@ def test_helm_namespaced_install_upgrade_uninstall(
         start = time.monotonic()
         sapi.scale(watched, name, 3)
         pods = {p.name for p in sapi.wait_serving(watched, name, 3, timeout=240.0)}
+        sapi.wait_config_applied(watched, name)
         figures.record(SCENARIO, "after upgrade: scale 2->3 served (s)", round(time.monotonic() - start, 1))
         in_turn(pods)
     finally:

@@ -87,6 +87,7 @@ def test_a_users_api_from_compose(users_image: str, namespace: str, name: str) -
     kube.apply(manifest)
 
     ready = sapi.wait_serving(namespace, name, 2, api=USERS_API)
+    sapi.wait_config_applied(namespace, name)
     pods = kube.list_json("pods", namespace, kube.backend_selector(name))
     security = pods[0]["spec"]["securityContext"]
     assert security["runAsNonRoot"] is True and security["runAsUser"] == 10001, security
@@ -101,6 +102,7 @@ def test_a_users_api_from_compose(users_image: str, namespace: str, name: str) -
     # kubectl scale, as compose's --scale.
     kube.kubectl("scale", f"scaledapi/{name}", "-n", namespace, "--replicas=3")
     three = sapi.wait_serving(namespace, name, 3, api=USERS_API)
+    sapi.wait_config_applied(namespace, name)
     counts_three = Counter(_served_by(30))
     assert sorted(counts_three.values()) == [10, 10, 10], counts_three
     assert set(counts_three) == {p.name for p in three}

@@ -48,6 +48,7 @@ def test_pods_spread_and_round_robin_crosses_nodes(namespace: str, name: str) ->
     workers = nodes.workers()
     kube.apply(sapi.manifest(namespace, replicas=4))
     ready = sapi.wait_serving(namespace, name, 4)
+    sapi.wait_config_applied(namespace, name)
     spread = _by_node(ready)
     assert set(spread) == set(workers) and sorted(spread.values()) == [2, 2], spread
     (proxy,) = kube.pods(namespace, name, "proxy")
