@@ -82,6 +82,25 @@ def instances(port: int, count: int, api: Api = BUNDLED) -> list[str]:
     return result
 
 
+def proxy_answers(port: int = DEFAULT_PORT, times: int = 3) -> bool:
+    """True when nginx's own /healthz answers 200 ``times`` in a row through ``port``.
+
+    It asks nginx, not a backend, so it does not move the round robin. Ready pods and an Applied config
+    are not yet "answering on the node port": until kube-proxy on the node has the new Service's rule,
+    the host port's proxy accepts and then resets the connection.
+    """
+    for _ in range(times):
+        try:
+            response = requests.get(
+                url(port, "/healthz"), timeout=REQUEST_TIMEOUT, headers={"Connection": "close"}
+            )
+        except requests.RequestException:
+            return False
+        if response.status_code != 200:
+            return False
+    return True
+
+
 def serves_exactly(port: int, expected: Iterable[str], rounds: int = 2, api: Api = BUNDLED) -> bool:
     """True when ``rounds`` round-robin cycles (+1 request) are answered by exactly the expected pods."""
     wanted = set(expected)
