@@ -48,6 +48,7 @@ from scaledapi_operator.builders.common import (
     Owner,
     backend_name_of,
     canary_name_of,
+    proxy_status_name_of,
 )
 from scaledapi_operator.cache import CHILDREN
 from scaledapi_operator.endpoints import SERVICE_NAME_LABEL
@@ -58,6 +59,7 @@ from scaledapi_operator.retry import RetryQueue
 from scaledapi_operator.seen import RESUMED, SEEN, Trigger, child_event
 from scaledapi_operator.status import Transition
 from scaledapi_operator.upstream import sync_upstream
+from scaledapi_operator.wake import wake
 
 PREFIX = "scaledapi.dev"
 RESYNC_SECONDS = 30.0
@@ -366,11 +368,30 @@ async def on_child_event(
 ) -> None:
     """On the event loop: it holds no thread and keeps no body once it returns. At 1000 ScaledApis a
     restart replays some 13,000 children; queued for threads, their bodies took the operator past its
-    memory limit. The cache takes the body first (the pass compares with it); see reconcile_later."""
+    memory limit. The cache takes the body first (the pass compares with it); see reconcile_later.
+    A report of the nginx pods is the one exception that waits for a thread: it may be a wake-up,
+    which patches the Deployments before the full pass (wake.py)."""
     CHILDREN.on_event(body, type)
     owner = owner_name(body)
     if namespace is not None and owner is not None:
+        if _leads(memo) and is_proxy_reports(body, owner):
+            await asyncio.to_thread(wake_path, _kube(memo), namespace, owner)
         reconcile_later(memo, namespace, owner, child_event(body, type), "child")
+
+
+def is_proxy_reports(body: Mapping[str, Any], owner: str) -> bool:
+    """Whether this is NAME-proxy-status, where the nginx pods say whether they are idle."""
+    return body.get("kind") == "ConfigMap" and (body.get("metadata") or {}).get(
+        "name"
+    ) == proxy_status_name_of(owner)
+
+
+def wake_path(kube: Kube, namespace: str, name: str) -> None:
+    """wake.wake; never raises (the full reconcile that follows has the retries)."""
+    try:
+        wake(kube, namespace, name)
+    except Exception:
+        logger.exception("fast wake-up of %s/%s failed; the full reconcile follows", namespace, name)
 
 
 def reconcile_later(memo: Any, namespace: str, owner: str, trigger: Trigger, cause: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaledapi_operator import builders, metrics
+from scaledapi_operator import builders, metrics, wake
 from scaledapi_operator.builders.common import (
     BACKEND,
     CANARY,
@@ -292,20 +292,31 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         status, found = invalid_spec_status(owner.generation, str(error), previous, now())
         return Outcome(status, found, [], _write_status(kube, body, status))
 
-    # Scale to zero (sleep.py): asleep while every nginx pod reports idle; the watched reports are enough.
-    reports_cm = CHILDREN.get("ConfigMap", owner.namespace, proxy_status_name(owner))
-    asleep = is_asleep(spec, reports_cm if reports_cm is not None and is_ours(reports_cm, owner) else None)
-    wanted, spec = spec, running_spec(spec, asleep)
-
-    # The backend Deployment first: a new replica count (kubectl scale) is what a user waits for.
-    backend_deployment = apply_child(kube, owner, builders.backend_deployment(owner, spec))
-    # Then the backend Service: only when it is ours are the EndpointSlices of NAME-backend our pods.
-    backend_service = apply_child(kube, owner, builders.backend_service(owner, spec))
-    # The canary (spec.canary), or ours removed when it is gone from the spec (a promotion).
+    wanted = spec
     canary = canary_name(owner)
-    canary_deployment = apply_or_remove(
-        kube, owner, "Deployment", canary, builders.canary_deployment(owner, spec)
+
+    def decide_and_scale() -> tuple[bool, Applied, Applied]:
+        """Asleep or not, and the Deployments at that many copies: under the wake-up's lock (wake.py)."""
+        # Scale to zero (sleep.py): asleep while every nginx pod reports idle; the watched reports do.
+        reports_cm = CHILDREN.get("ConfigMap", owner.namespace, proxy_status_name(owner))
+        ours = reports_cm if reports_cm is not None and is_ours(reports_cm, owner) else None
+        asleep = is_asleep(wanted, ours)
+        running = running_spec(wanted, asleep)
+        # The backend Deployment first: a new replica count (kubectl scale) is what a user waits for.
+        backend = apply_child(kube, owner, builders.backend_deployment(owner, running))
+        # The canary (spec.canary), or ours removed when it is gone from the spec (a promotion).
+        canary_desired = builders.canary_deployment(owner, running)
+        return asleep, backend, apply_or_remove(kube, owner, "Deployment", canary, canary_desired)
+
+    asleep, backend_deployment, canary_deployment = wake.under_lock(
+        (owner.namespace, owner.name), decide_and_scale
     )
+    spec = running_spec(wanted, asleep)
+    awake = [builders.backend_deployment(owner, wanted), builders.canary_deployment(owner, wanted)]
+    plan = wake.plan_of(owner, awake) if wanted.scale_to_zero is not None else None
+    wake.WAKES.remember((owner.namespace, owner.name), plan)
+    # Then the Services: only when NAME-backend is ours are its EndpointSlices our pods.
+    backend_service = apply_child(kube, owner, builders.backend_service(owner, spec))
     canary_service = apply_or_remove(kube, owner, "Service", canary, builders.canary_service(owner, spec))
     upstream, config = write_upstream(
         kube,
@@ -514,6 +525,7 @@ def _one_pass(kube: Kube, namespace: str, name: str, post: Poster) -> Outcome | 
     body = kube.get_scaledapi(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         UPSTREAMS.forget(key)
+        wake.WAKES.forget(key)
         SEEN.forget(key)
         metrics.forget(namespace, name)
         return GONE

@@ -22,6 +22,11 @@ def is_asleep(spec: ScaledApiSpec, reports_configmap: Mapping[str, Any] | None) 
     """Scale to zero is on, there is something to sleep, and every nginx pod that reports is idle."""
     if spec.scale_to_zero is None or spec.replicas == 0:
         return False
+    return all_idle(reports_configmap)
+
+
+def all_idle(reports_configmap: Mapping[str, Any] | None) -> bool:
+    """There is a report, and every nginx pod's says idle (wake.py wakes the backend on the first not)."""
     reports = parse_reports((reports_configmap or {}).get("data") or {})
     return bool(reports) and all(report.get("idle") is True for report in reports.values())
 

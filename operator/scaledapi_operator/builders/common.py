@@ -63,7 +63,12 @@ def proxy_name(owner: Owner) -> str:
 
 
 def proxy_status_name(owner: Owner) -> str:
-    return f"{owner.name}-proxy-status"
+    return proxy_status_name_of(owner.name)
+
+
+def proxy_status_name_of(scaledapi: str) -> str:
+    """The ConfigMap where the nginx pods of the ScaledApi named `scaledapi` report."""
+    return f"{scaledapi}-proxy-status"
 
 
 def selector_labels(owner: Owner, component: str) -> dict[str, str]:
