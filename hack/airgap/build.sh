@@ -74,13 +74,26 @@ step_images iptables IMG_IPTABLES
 step_images kindbase IMG_KINDBASE
 step_images node IMG_NODE
 
-compute_keys
-IMG_DEBIAN=$IMG_PREFIX/debian:$DEBIAN_SUITE-${KEY[debian]}
-IMG_PYTHON=$IMG_PREFIX/python:$DEBIAN_SUITE-${KEY[python]}
-IMG_NGINX=$IMG_PREFIX/nginx:$DEBIAN_SUITE-${KEY[nginx]}
-IMG_IPTABLES=$IMG_PREFIX/iptables:$DEBIAN_SUITE-${KEY[iptables]}
-IMG_KINDBASE=$IMG_PREFIX/kind-base:$KIND_VERSION-${KEY[kindbase]}
-IMG_NODE=$IMG_PREFIX/kind-node:$KUBERNETES_VERSION-${KEY[node]}
+# derive_keys: every step's key and the image names made from them.
+derive_keys() {
+  compute_keys
+  IMG_DEBIAN=$IMG_PREFIX/debian:$DEBIAN_SUITE-${KEY[debian]}
+  IMG_PYTHON=$IMG_PREFIX/python:$DEBIAN_SUITE-${KEY[python]}
+  IMG_NGINX=$IMG_PREFIX/nginx:$DEBIAN_SUITE-${KEY[nginx]}
+  IMG_IPTABLES=$IMG_PREFIX/iptables:$DEBIAN_SUITE-${KEY[iptables]}
+  IMG_KINDBASE=$IMG_PREFIX/kind-base:$KIND_VERSION-${KEY[kindbase]}
+  IMG_NODE=$IMG_PREFIX/kind-node:$KUBERNETES_VERSION-${KEY[node]}
+}
+derive_keys
+
+# ensure_docker: a Docker engine, then the keys again. Installing docker.io on a new machine may upgrade
+# the host's CA bundle (ca-certificates), which the image steps bake in and their keys cover: keys taken
+# before it named a build by the old bundle, and the next run rebuilt every image step (seen on a cold
+# machine: debian's key changed between the first and the second run).
+ensure_docker() {
+  "$here/docker.sh"
+  derive_keys
+}
 
 case ${1:-} in
   --keys)
@@ -109,17 +122,17 @@ install_tools() {
 }
 
 for w in "$@"; do [[ -n ${KEY[$w]:-} ]] || die "no step $w (steps: ${STEPS[*]})"; done
-say "cache $CACHE; keys: kubernetes=${KEY[kubernetes]} node=${KEY[node]}"
 
 if (($#)); then # single steps, in dependency order (e.g. `build.sh helm` for make test)
   # Only steps whose code runs docker need the engine: a Go-only step (helm) builds on a machine where
   # Docker is not running, which is where `make test` runs first in CI.
   for w in "$@"; do
     if step_uses_docker "$w"; then
-      "$here/docker.sh"
+      ensure_docker
       break
     fi
   done
+  say "cache $CACHE; keys: kubernetes=${KEY[kubernetes]} node=${KEY[node]}"
   for s in "${STEPS[@]}"; do
     for w in "$@"; do
       if [[ $w == "$s" ]]; then run_step "$s"; fi
@@ -128,7 +141,8 @@ if (($#)); then # single steps, in dependency order (e.g. `build.sh helm` for ma
   install_tools
   exit 0
 fi
-"$here/docker.sh"
+ensure_docker
+say "cache $CACHE; keys: kubernetes=${KEY[kubernetes]} node=${KEY[node]}"
 
 # Two lanes: Go builds (CPU) in the background, Debian/Docker work (network, disk) in the foreground.
 go_lane() {
