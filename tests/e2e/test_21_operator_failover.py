@@ -15,7 +15,7 @@ import time
 from tests.e2e import figures, kube, nodes, traffic
 from tests.e2e import scaledapi as sapi
 
-SCENARIO = "18 operator failover"
+SCENARIO = "21 operator failover"
 # What a takeover must not rewrite: everything the scale does not change.
 STEADY_KINDS = "svc,sa,role,rolebinding,networkpolicy"
 SERVED_AFTER_READY_S = 15.0
