@@ -134,6 +134,11 @@ def config_written(namespace: str, name: str) -> None:
     CONFIG_WRITES.labels(namespace=namespace, scaledapi=name).inc()
 
 
+def deployment_woken() -> None:
+    """The wake-up's fast path gave a sleeping Deployment its copies back (wake.py), outside a pass."""
+    CHILD_WRITES.labels(kind="Deployment", action="patched").inc()
+
+
 def status_observed(namespace: str, name: str, desired: int, status: Mapping[str, Any]) -> None:
     DESIRED.labels(namespace=namespace, scaledapi=name).set(desired)
     READY.labels(namespace=namespace, scaledapi=name).set(int(status.get("readyReplicas") or 0))

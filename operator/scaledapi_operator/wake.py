@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from scaledapi_operator import builders
+from scaledapi_operator import builders, metrics
 from scaledapi_operator.builders.common import proxy_status_name
 from scaledapi_operator.cache import CHILDREN
 from scaledapi_operator.kube import HTTP_CONFLICT, ApiError, Kube
@@ -122,6 +122,7 @@ def _wake_one(kube: Kube, owner: builders.Owner, name: str, replicas: int) -> bo
     if patched is None:
         return False  # 404, deleted meanwhile: the full pass creates it
     CHILDREN.put(patched)
+    metrics.deployment_woken()
     return True
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from scaledapi_operator import wake
+from scaledapi_operator import metrics, wake
 from scaledapi_operator.cache import CHILDREN
 from scaledapi_operator.kube import ApiError
 from tests.unit.test_reconcile import FakeKube, reconcile, scaledapi
@@ -49,7 +49,10 @@ def test_a_not_idle_report_gives_the_sleeping_deployments_their_copies_in_one_pa
     kube, _ = asleep(canary=True)
     report(kube, True, False)
     before = len(kube.writes)
+    patched = ("scaledapi_operator_child_writes_total", {"kind": "Deployment", "action": "patched"})
+    counted = metrics.REGISTRY.get_sample_value(*patched) or 0.0
     woken = wake.wake(kube, "demo", "hello")
+    assert metrics.REGISTRY.get_sample_value(*patched) == counted + 2  # the operator's child writes
     assert woken.deployments == (("hello-backend", 3), ("hello-canary", 2))
     assert kube.writes[before:] == [
         ("patch", "Deployment", "hello-backend"),
