@@ -1,4 +1,4 @@
-"""Scenario 18: the operator off the single point of failure. Two replicas, one holding the Lease.
+"""Scenario 21: the operator off the single point of failure. Two replicas, one holding the Lease.
 
 1. The leading pod force-deleted, then `kubectl scale` 2 -> 4 at once: the standby takes the Lease and
    every new copy is served within 15 s of Ready; the takeover rewrites nothing that was right.
