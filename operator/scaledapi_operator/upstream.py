@@ -18,7 +18,6 @@ because the waiting one lists afresh.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -27,13 +26,13 @@ from scaledapi_operator import builders
 from scaledapi_operator.builders.common import backend_name, canary_name, proxy_name
 from scaledapi_operator.cache import CHILDREN
 from scaledapi_operator.endpoints import SERVICE_NAME_LABEL, ready_endpoints
+from scaledapi_operator.keyed import Key, KeyedPlans
 from scaledapi_operator.kube import ApiError, Kube, error_message
 from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, config_hash, render_nginx_conf
 from scaledapi_operator.weights import Split, weighted
 
 logger = logging.getLogger(__name__)
 
-Key = tuple[str, str]  # (namespace, ScaledApi name)
 T = TypeVar("T")
 
 
@@ -70,18 +69,13 @@ class Plan:
     written_digest: str
 
 
-class UpstreamLocks:
-    """One write lock and one remembered Plan per ScaledApi, with coalescing of waiting requests."""
+class UpstreamLocks(KeyedPlans[Plan]):
+    """One write lock and one remembered Plan per ScaledApi (a None plan: NAME-proxy not ours, or not
+    written), with coalescing of waiting requests."""
 
     def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[Key, threading.Lock] = {}
+        super().__init__()
         self._waiting: set[Key] = set()
-        self._plans: dict[Key, Plan] = {}
-
-    def of(self, key: Key) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
 
     def try_wait(self, key: Key) -> bool:
         """Become the one waiting request; False when another request is already waiting."""
@@ -94,24 +88,6 @@ class UpstreamLocks:
     def started(self, key: Key) -> None:
         with self._guard:
             self._waiting.discard(key)
-
-    def plan(self, key: Key) -> Plan | None:
-        with self._guard:
-            return self._plans.get(key)
-
-    def remember(self, key: Key, plan: Plan | None) -> None:
-        """Keep `plan` for the fast path; None forgets it (NAME-proxy not ours, or not written)."""
-        with self._guard:
-            if plan is None:
-                self._plans.pop(key, None)
-            else:
-                self._plans[key] = plan
-
-    def forget(self, key: Key) -> None:
-        """The ScaledApi is gone: drop everything kept for it."""
-        with self._guard:
-            self._plans.pop(key, None)
-            self._locks.pop(key, None)
 
 
 UPSTREAMS = UpstreamLocks()
@@ -210,7 +186,7 @@ def sync_upstream(kube: Kube, namespace: str, name: str) -> FastOutcome:
     if not UPSTREAMS.try_wait(key):
         return FastOutcome(written=False, skipped="coalesced")
     try:
-        with UPSTREAMS.of(key):
+        with UPSTREAMS.lock(key):
             UPSTREAMS.started(key)
             plan = UPSTREAMS.plan(key)  # the reconcile may have changed or dropped it meanwhile
             if plan is None:
@@ -230,5 +206,5 @@ def sync_upstream(kube: Kube, namespace: str, name: str) -> FastOutcome:
 
 def under_lock(key: Key, work: Callable[[], T]) -> T:
     """Run the full reconcile's list-render-write of NAME-proxy under the fast path's lock."""
-    with UPSTREAMS.of(key):
+    with UPSTREAMS.lock(key):
         return work()

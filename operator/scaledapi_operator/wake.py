@@ -15,7 +15,6 @@ older reports never writes 0 copies over a wake-up, and a wake-up never undoes a
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,13 +22,13 @@ from typing import Any, TypeVar
 from scaledapi_operator import builders, metrics
 from scaledapi_operator.builders.common import proxy_status_name
 from scaledapi_operator.cache import CHILDREN
+from scaledapi_operator.keyed import Key, KeyedPlans
 from scaledapi_operator.kube import HTTP_CONFLICT, ApiError, Kube
 from scaledapi_operator.ownership import is_ours
 from scaledapi_operator.sleep import all_idle
 
 logger = logging.getLogger(__name__)
 
-Key = tuple[str, str]  # (namespace, ScaledApi name)
 T = TypeVar("T")
 
 
@@ -56,38 +55,8 @@ class Woken:
     deployments: tuple[tuple[str, int], ...] = ()
 
 
-class Wakes:
-    """One lock and one remembered WakePlan per ScaledApi (thread-safe: passes run in threads)."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[Key, threading.Lock] = {}
-        self._plans: dict[Key, WakePlan] = {}
-
-    def lock(self, key: Key) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
-
-    def plan(self, key: Key) -> WakePlan | None:
-        with self._guard:
-            return self._plans.get(key)
-
-    def remember(self, key: Key, plan: WakePlan | None) -> None:
-        """Keep `plan` for the next wake-up; None (scale to zero is off) forgets it."""
-        with self._guard:
-            if plan is None:
-                self._plans.pop(key, None)
-            else:
-                self._plans[key] = plan
-
-    def forget(self, key: Key) -> None:
-        """The ScaledApi is gone: drop everything kept for it."""
-        with self._guard:
-            self._plans.pop(key, None)
-            self._locks.pop(key, None)
-
-
-WAKES = Wakes()
+# One lock and one remembered WakePlan per ScaledApi.
+WAKES: KeyedPlans[WakePlan] = KeyedPlans()
 
 
 def under_lock(key: Key, work: Callable[[], T]) -> T:
