@@ -312,8 +312,10 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         (owner.namespace, owner.name), decide_and_scale
     )
     spec = running_spec(wanted, asleep)
-    awake = [builders.backend_deployment(owner, wanted), builders.canary_deployment(owner, wanted)]
-    plan = wake.plan_of(owner, awake) if wanted.scale_to_zero is not None else None
+    plan = None
+    if wanted.scale_to_zero is not None:  # what a wake-up restores: the Deployments built awake
+        awake = [builders.backend_deployment(owner, wanted), builders.canary_deployment(owner, wanted)]
+        plan = wake.plan_of(owner, awake)
     wake.WAKES.remember((owner.namespace, owner.name), plan)
     # Then the Services: only when NAME-backend is ours are its EndpointSlices our pods.
     backend_service = apply_child(kube, owner, builders.backend_service(owner, spec))
