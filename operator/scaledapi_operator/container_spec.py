@@ -3,7 +3,8 @@ it (command, args, env, envFrom, workingDir), how to tell it is ready or alive, 
 security context. Parsed into frozen dataclasses; each error names the field (SpecError).
 
 The CRD refuses the same input first; this parser is the defence in depth, and the one place that
-applies defaults the CRD cannot express (the liveness check follows the readiness check's type).
+applies defaults the CRD cannot express (the liveness check follows the readiness check's type, TCP
+after an Exec readiness check).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from scaledapi_operator.spec_errors import SpecError
 
 HTTP = "HTTP"
 TCP = "TCP"
+EXEC = "Exec"
 NO_CHECK = "None"
-READINESS_TYPES = (HTTP, TCP)
+READINESS_TYPES = (HTTP, TCP, EXEC)
 LIVENESS_TYPES = (HTTP, TCP, NO_CHECK)
 DEFAULT_CHECK_PATH = "/healthz"
 MAX_ARGUMENTS = 64
@@ -43,13 +45,15 @@ DEFAULT_RESOURCES: Mapping[str, Mapping[str, str]] = {
 
 @dataclass(frozen=True)
 class Check:
-    """A readiness or liveness check on the backend's port: an HTTP GET of `path`, or a TCP connect."""
+    """A readiness or liveness check: an HTTP GET of `path` or a TCP connect on the backend's port, or
+    (readiness only) `command` run in the container, ready when it exits 0."""
 
     type: str
     path: str = DEFAULT_CHECK_PATH
     initial_delay_seconds: int = 0
     period_seconds: int = 2
     failure_threshold: int = 2
+    command: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,11 @@ def _check(section: Mapping[str, Any], path: str, defaults: Check, types: tuple[
     kind = section.get("type", defaults.type)
     if kind not in types:
         raise SpecError(f"{path}type", f"must be one of {', '.join(types)}, got {kind!r}")
+    command = _strings(section, path, "command") if EXEC in types else None
+    if (command is not None) != (kind == EXEC):
+        raise SpecError(f"{path}command", "is required with type Exec and allowed only with it")
+    if command == ():
+        raise SpecError(f"{path}command", "must name the command to run")
     check_path = section.get("path", defaults.path)
     if not isinstance(check_path, str) or not check_path.startswith("/") or len(check_path) > MAX_PATH_LENGTH:
         raise SpecError(f"{path}path", f"must be an absolute URL path such as /healthz, got {check_path!r}")
@@ -125,6 +134,7 @@ def _check(section: Mapping[str, Any], path: str, defaults: Check, types: tuple[
         ),
         period_seconds=_int(section, path, "periodSeconds", defaults.period_seconds, 1, 300),
         failure_threshold=_int(section, path, "failureThreshold", defaults.failure_threshold, 1, 30),
+        command=command,
     )
 
 
@@ -196,8 +206,11 @@ def parse_container(section: Mapping[str, Any], path: str) -> ContainerSpec:
         raise SpecError(f"{path}workingDir", f"must be an absolute path, got {working_dir!r}")
     readiness = _check(_object(section, path, "readiness"), f"{path}readiness.", Check(HTTP), READINESS_TYPES)
     # The liveness check follows the readiness check unless told otherwise: an API without /healthz
-    # that is checked by TCP for readiness is not killed by an HTTP liveness check it cannot pass.
-    liveness_defaults = Check(readiness.type, readiness.path, period_seconds=10, failure_threshold=3)
+    # that is checked by TCP for readiness is not killed by an HTTP liveness check it cannot pass. A
+    # command is no liveness check: after an Exec readiness check the copy is restarted only when its
+    # port stops accepting connections.
+    follows = TCP if readiness.type == EXEC else readiness.type
+    liveness_defaults = Check(follows, readiness.path, period_seconds=10, failure_threshold=3)
     liveness = _check(
         _object(section, path, "liveness"), f"{path}liveness.", liveness_defaults, LIVENESS_TYPES
     )

@@ -179,6 +179,23 @@ def test_tcp_readiness_and_liveness_follows_it_unless_off() -> None:
     assert "livenessProbe" not in container(builders.backend_deployment(OWNER, off))
 
 
+def test_exec_readiness_runs_the_command_and_liveness_is_a_tcp_connect() -> None:
+    readiness = {"type": "Exec", "command": ["/bin/sh", "-c", "pg_isready -q"], "failureThreshold": 4}
+    c = container(
+        builders.backend_deployment(OWNER, make_spec(backend={"image": "b", "readiness": readiness}))
+    )
+    assert c["readinessProbe"] == {
+        "exec": {"command": ["/bin/sh", "-c", "pg_isready -q"]},
+        "initialDelaySeconds": 0,
+        "periodSeconds": 2,
+        "timeoutSeconds": 1,
+        "successThreshold": 1,
+        "failureThreshold": 4,
+    }
+    assert c["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    assert "exec" not in c["livenessProbe"]
+
+
 def test_resources_default_and_given() -> None:
     default = container(builders.backend_deployment(OWNER, make_spec()))
     assert default["resources"] == {

@@ -12,7 +12,9 @@ import yaml
 
 from scaledapi_operator import spec as spec_module
 from scaledapi_operator.builders.common import Owner, backend_name, proxy_name, proxy_status_name
+from scaledapi_operator.container_spec import MAX_ARGUMENT_LENGTH, MAX_ARGUMENTS, READINESS_TYPES
 from scaledapi_operator.spec import parse_spec
+from scaledapi_operator.spec_errors import SpecError
 from scaledapi_operator.status import Observed, compute_status
 from scaledapi_operator.weights import Split
 
@@ -137,6 +139,29 @@ def test_node_port_cel_rule(version: dict[str, Any]) -> None:
     assert "NodePort" in rule["rule"] and "LoadBalancer" in rule["rule"]
     assert rule["fieldPath"] == ".nodePort"
     assert "nodePort" in rule["message"]
+
+
+def test_readiness_exec_command_and_its_cel_rule(version: dict[str, Any]) -> None:
+    readiness = schema(version, "spec", "backend", "readiness")
+    assert readiness["properties"]["type"]["enum"] == list(READINESS_TYPES)
+    command = readiness["properties"]["command"]
+    assert (command["type"], command["minItems"], command["maxItems"]) == ("array", 1, MAX_ARGUMENTS)
+    assert command["items"] == {"type": "string", "maxLength": MAX_ARGUMENT_LENGTH}
+    assert "command" not in schema(version, "spec", "backend", "liveness")["properties"]
+    [rule] = readiness["x-kubernetes-validations"]
+    assert rule["fieldPath"] == ".command"
+    assert "readiness.command" in rule["message"] and "Exec" in rule["message"]
+    # The rule, as CEL evaluates it on a defaulted object, and the parser agree on every combination.
+    assert rule["rule"] == "has(self.command) == (has(self.type) && self.type == 'Exec')"
+    for kind, given in itertools.product(READINESS_TYPES, (False, True)):
+        section = {"type": kind, **({"command": ["true"]} if given else {})}
+        allowed = given == (kind == "Exec")
+        body = {"backend": {"image": "b", "readiness": section}, "proxy": {"image": "n"}}
+        if allowed:
+            parse_spec(body)
+        else:
+            with pytest.raises(SpecError, match=r"^spec\.backend\.readiness\.command"):
+                parse_spec(body)
 
 
 # --- metadata.name: refused up front when a child could never be made ------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from scaledapi_operator.container_spec import HTTP, TCP, Check, SecuritySpec
+from scaledapi_operator.container_spec import EXEC, HTTP, TCP, Check, SecuritySpec
 from scaledapi_operator.spec import BackendSpec, CanarySpec, ProxySpec, ScaledApiSpec, parse_spec
 from scaledapi_operator.spec_errors import SpecError
 
@@ -114,6 +114,17 @@ def test_zero_replicas_is_allowed() -> None:
         (("backend", "readiness"), {"type": "GRPC"}, "spec.backend.readiness.type"),
         (("backend", "readiness"), {"path": "healthz"}, "spec.backend.readiness.path"),
         (("backend", "readiness"), {"periodSeconds": 0}, "spec.backend.readiness.periodSeconds"),
+        (("backend", "readiness"), {"type": "Exec"}, "spec.backend.readiness.command"),
+        (("backend", "readiness"), {"type": "Exec", "command": []}, "spec.backend.readiness.command"),
+        (
+            ("backend", "readiness"),
+            {"type": "Exec", "command": ["ok", 5]},
+            "spec.backend.readiness.command[1]",
+        ),
+        (("backend", "readiness"), {"type": "Exec", "command": ["x"] * 65}, "spec.backend.readiness.command"),
+        (("backend", "readiness"), {"type": "TCP", "command": ["true"]}, "spec.backend.readiness.command"),
+        (("backend", "readiness"), {"command": ["true"]}, "spec.backend.readiness.command"),
+        (("backend", "liveness"), {"type": "Exec", "command": ["true"]}, "spec.backend.liveness.type"),
         (("backend", "liveness"), {"type": "Off"}, "spec.backend.liveness.type"),
         (("backend", "liveness"), {"failureThreshold": 31}, "spec.backend.liveness.failureThreshold"),
         (("backend", "resources"), {"limits": {"gpu": "1"}}, "spec.backend.resources.limits.gpu"),
@@ -221,6 +232,18 @@ def test_a_users_api_image_fields() -> None:
     assert shape.liveness == Check(TCP, "/healthz", period_seconds=10, failure_threshold=3)
     assert shape.resources == {"limits": {"cpu": "500m", "memory": "128Mi"}}
     assert shape.security == SecuritySpec(0, 0, run_as_non_root=False, read_only_root_filesystem=True)
+
+
+def test_an_exec_readiness_check_runs_its_command_and_liveness_then_defaults_to_tcp() -> None:
+    readiness = {"type": "Exec", "command": ["/bin/sh", "-c", "pg_isready"], "periodSeconds": 5}
+    shape = parse_spec({**minimal(), "backend": {"image": "b", "readiness": readiness}}).backend.container
+    assert shape.readiness == Check(
+        EXEC, "/healthz", period_seconds=5, failure_threshold=2, command=("/bin/sh", "-c", "pg_isready")
+    )
+    # A command is no liveness check: the copy is restarted only when its port stops accepting.
+    assert shape.liveness == Check(TCP, "/healthz", period_seconds=10, failure_threshold=3)
+    given = {"image": "b", "readiness": readiness, "liveness": {"type": "HTTP", "path": "/alive"}}
+    assert parse_spec({**minimal(), "backend": given}).backend.container.liveness.path == "/alive"
 
 
 def test_container_defaults_are_todays_bundled_backend() -> None:

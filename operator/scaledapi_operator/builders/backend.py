@@ -20,7 +20,7 @@ from scaledapi_operator.builders.common import (
     metadata,
     selector_labels,
 )
-from scaledapi_operator.container_spec import HTTP, NO_CHECK, Check
+from scaledapi_operator.container_spec import EXEC, HTTP, NO_CHECK, Check
 from scaledapi_operator.endpoints import BACKEND_PORT_NAME
 from scaledapi_operator.spec import BackendSpec, ScaledApiSpec
 
@@ -49,10 +49,13 @@ def backend_env(backend: BackendSpec) -> list[dict[str, Any]]:
 
 
 def check_probe(check: Check) -> dict[str, Any]:
-    """A probe on the named container port, so that it follows a change of spec.backend.port."""
+    """A probe on the named container port, so that it follows a change of spec.backend.port; or the
+    check's command, run in the container."""
     action: dict[str, Any]
     if check.type == HTTP:
         action = {"httpGet": {"path": check.path, "port": BACKEND_PORT_NAME, "scheme": "HTTP"}}
+    elif check.type == EXEC:
+        action = {"exec": {"command": list(check.command or ())}}
     else:
         action = {"tcpSocket": {"port": BACKEND_PORT_NAME}}
     return {
