@@ -19,7 +19,7 @@ up: ## Create the kind cluster if missing, build and load images, deploy operato
 	hack/up.sh
 
 .PHONY: e2e
-e2e: ## Run tests/e2e on kind (KEEP_CLUSTER=1 leaves the cluster up)
+e2e: ## Run tests/e2e on kind (KEEP_CLUSTER=1 leaves the cluster up; K=expr runs the scenarios pytest -k selects)
 	hack/e2e.sh
 
 .PHONY: bench

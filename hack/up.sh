@@ -28,6 +28,17 @@ if cluster_exists && (($(kind get nodes --name "$CLUSTER_NAME" | wc -l) != wante
   log "cluster ${CLUSTER_NAME} does not have the ${wanted_nodes} node(s) of ${kind_config}: recreating it"
   kind delete cluster --name "$CLUSTER_NAME"
 fi
+# A cluster made from an older config may lack host ports that the config maps now (make e2e's workers).
+if cluster_exists; then
+  published=$(docker port "${CLUSTER_NAME}-control-plane" 2>/dev/null || true)
+  while read -r host_port; do
+    if ! grep -q ":${host_port}\$" <<<"$published"; then
+      log "cluster ${CLUSTER_NAME} does not map host port ${host_port} of ${kind_config}: recreating it"
+      kind delete cluster --name "$CLUSTER_NAME"
+      break
+    fi
+  done < <(grep -oE 'hostPort: [0-9]+' "$kind_config" | cut -d' ' -f2)
+fi
 if cluster_exists; then
   log "cluster ${CLUSTER_NAME} exists"
 else

@@ -1,9 +1,16 @@
 """Fixtures and hooks of the kind suite: a cluster check, one namespace per scenario, diagnostics on
-failure, and the figures report (reports/e2e-report.json, also printed at the end of the run)."""
+failure, and the figures report (reports/$E2E_REPORT.json, default e2e-report, also printed at the end).
+
+Under pytest-xdist (hack/e2e.sh runs the scenarios not marked ``serial`` on several workers) each worker
+is a process of its own: the controller clears leftovers once before the workers start, each worker
+checks its own node ports (tests/e2e/ports.py), and the workers hand their figures to the controller,
+which writes the one report.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Generator, Iterator
@@ -12,18 +19,22 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import figures, kube
+from tests.e2e import figures, kube, ports
 from tests.e2e.namespaces import Namespaces, Scenario, namespaces_gone
 from tests.e2e.scaledapi import sample_name
 
 SESSION_START = time.monotonic()
 SESSION_START_WALL = datetime.now(UTC)
 DIAGNOSTICS_DIR = kube.REPORTS_DIR / "e2e-diagnostics"
-NODE_PORTS = (30080, 30081, 30082)
+REPORT_NAME = os.environ.get("E2E_REPORT", "e2e-report")
 
 
 scenario_key = pytest.StashKey[Scenario]()
 OUTCOMES: dict[str, str] = {}
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,13 +42,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.e2e)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Once per run, before any worker starts: remove the namespaces an aborted run left behind. A cluster
+    that does not answer is left to the ``cluster`` fixture, which fails saying so."""
+    config = session.config
+    if _is_xdist_worker(config) or config.option.collectonly:
+        return
+    if kube.kubectl("get", "--raw", "/readyz", check=False, timeout=30.0).returncode != 0:
+        return
+    leftovers = [n["metadata"]["name"] for n in kube.list_json("namespaces", None, f"{kube.E2E_LABEL}=true")]
+    if leftovers:
+        kube.kubectl("delete", "namespace", *leftovers, "--wait=false", "--ignore-not-found")
+        namespaces_gone(leftovers, 300.0)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Called in the controller for every worker's reports too, so OUTCOMES holds the whole run."""
+    if report.failed:
+        OUTCOMES[report.nodeid] = f"failed ({report.when})"
+    elif report.when == "call":
+        OUTCOMES[report.nodeid] = report.outcome
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if _is_xdist_worker(config):
+        config.workeroutput["figures"] = json.dumps(figures.FIGURES)  # type: ignore[attr-defined]
+
+
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist's hook, in the controller: a worker finished; take its figures."""
+    for scenario, values in json.loads(node.workeroutput.get("figures", "{}")).items():
+        figures.FIGURES.setdefault(scenario, {}).update(values)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report: pytest.TestReport = yield
-    if report.failed:
-        OUTCOMES[item.nodeid] = f"failed ({report.when})"
-    elif report.when == "call":
-        OUTCOMES[item.nodeid] = report.outcome
     if report.failed and report.when in ("setup", "call"):
         scenario = item.stash.get(scenario_key, None)
         if scenario is not None and scenario.namespaces:
@@ -51,14 +92,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if config.option.collectonly:
+    if config.option.collectonly or _is_xdist_worker(config):
         return
     report = _write_report()
     terminalreporter.section("ScaledApi e2e figures")
     terminalreporter.write_line(f"run time: {report['run_seconds']:.1f} s")
     for scenario, values in sorted(report["figures"].items()):
         terminalreporter.write_line(f"{scenario}: {json.dumps(values, sort_keys=True)}")
-    terminalreporter.write_line(f"(written to {kube.REPORTS_DIR / 'e2e-report.json'})")
+    terminalreporter.write_line(f"(written to {kube.REPORTS_DIR / (REPORT_NAME + '.json')})")
 
 
 def _write_report() -> dict[str, Any]:
@@ -70,7 +111,8 @@ def _write_report() -> dict[str, Any]:
         "figures": figures.FIGURES,
     }
     kube.REPORTS_DIR.mkdir(parents=True, exist_ok=True)
-    (kube.REPORTS_DIR / "e2e-report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    path = kube.REPORTS_DIR / (REPORT_NAME + ".json")
+    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
 
 
@@ -79,7 +121,7 @@ def _write_report() -> dict[str, Any]:
 
 @pytest.fixture(scope="session", autouse=True)
 def cluster() -> None:
-    """Fail (never skip) unless the cluster of `make up` is there; clear what an aborted run left."""
+    """Fail (never skip) unless the cluster of `make up` is there and this worker's node ports are free."""
     result = kube.kubectl("get", "--raw", "/readyz", check=False, timeout=30.0)
     if result.returncode != 0:
         raise AssertionError(
@@ -98,15 +140,11 @@ def cluster() -> None:
         kube.kubectl("scale", "deployment", operator, "-n", kube.OPERATOR_NAMESPACE, "--replicas=1")
     kube.wait_operator_ready()
 
-    leftovers = [n["metadata"]["name"] for n in kube.list_json("namespaces", None, f"{kube.E2E_LABEL}=true")]
-    if leftovers:
-        kube.kubectl("delete", "namespace", *leftovers, "--wait=false", "--ignore-not-found")
-        namespaces_gone(leftovers, 300.0)
-
-    holders = kube.node_port_holders(NODE_PORTS)
+    # Leftovers of an aborted run were removed once, by pytest_sessionstart; here, this worker's ports.
+    holders = kube.node_port_holders(ports.NODE_PORTS)
     if holders:
         raise AssertionError(
-            f"node ports {NODE_PORTS} must be free for the suite, but these Services hold them: "
+            f"node ports {ports.NODE_PORTS} must be free for the suite, but these Services hold them: "
             f"{', '.join(holders)} (a sample left by `make up`? kubectl delete -f manifests/scaledapi.yaml)"
         )
 

@@ -15,14 +15,14 @@ from typing import Any
 
 import yaml
 
-from tests.e2e import kube, traffic
+from tests.e2e import kube, ports, traffic
 from tests.e2e.kube import JSON
 
 SAMPLE_PATH = kube.REPO_ROOT / "manifests" / "scaledapi.yaml"
 CRD_PATH = kube.REPO_ROOT / "manifests" / "crd.yaml"
 BACKEND_IMAGE_ALT = "scaledapi/backend:dev2"  # the lead's script tags the backend image with it, too
-# Host port of kind-config.yaml for each node port the suite uses.
-HOST_PORTS = {30080: 8080, 30081: 8081, 30082: 8082}
+# Host port of kind-config*.yaml for each node port the suite uses.
+HOST_PORTS = ports.HOST_PORTS
 
 
 def load_sample() -> JSON:
@@ -43,7 +43,7 @@ def manifest(
     ns: str,
     name: str | None = None,
     replicas: int | None = None,
-    node_port: int | None = 30080,
+    node_port: int | None = ports.MAIN,
     backend: Mapping[str, Any] | None = None,
     proxy: Mapping[str, Any] | None = None,
 ) -> JSON:

@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Callable
 
-from tests.e2e import figures, kube, traffic
+from tests.e2e import figures, kube, ports, traffic
 from tests.e2e import scaledapi as sapi
 
 LIMIT_S = 10.0
@@ -116,7 +116,7 @@ def test_drift_is_undone(namespace: str, name: str) -> None:
     )
     recreated = kube.get_json("service", proxy, namespace)
     assert recreated is not None
-    assert [p.get("nodePort") for p in recreated["spec"]["ports"]] == [30080], recreated["spec"]
+    assert [p.get("nodePort") for p in recreated["spec"]["ports"]] == [ports.MAIN], recreated["spec"]
     kube.wait_for(
         lambda: traffic.hello().ok,
         30.0,

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e import kube
+from tests.e2e import kube, ports
 from tests.e2e import scaledapi as sapi
 
 Mutation = Callable[[dict[str, Any]], None]
@@ -89,7 +89,7 @@ WRITTEN: list[Case] = [
         (*P, "serviceType"),
         "ClusterIP",
         expect=("spec.proxy", "nodePort"),
-        extra={(*P, "nodePort"): 30080},
+        extra={(*P, "nodePort"): ports.MAIN},
     ),
     Case("external-url-ftp", (*P, "externalURL"), "ftp://localhost:8080"),
     Case("external-url-no-scheme", (*P, "externalURL"), "localhost:8080"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e import figures, kube, traffic
+from tests.e2e import figures, kube, ports, traffic
 from tests.e2e import scaledapi as sapi
 from tests.e2e.namespaces import Namespaces
 
@@ -16,9 +16,9 @@ PULL_WORDS = ("imagepull", "errimage", "pull")
 def test_missing_image_degrades_only_its_own(namespaces: Namespaces, name: str) -> None:
     good_ns = namespaces.create("-good")
     bad_ns = namespaces.create("-bad")
-    good_port = sapi.HOST_PORTS[30081]
+    good_port = sapi.HOST_PORTS[ports.SPARE]
 
-    kube.apply(sapi.manifest(good_ns, replicas=2, node_port=30081))
+    kube.apply(sapi.manifest(good_ns, replicas=2, node_port=ports.SPARE))
     good_pods = {p.name for p in sapi.wait_serving(good_ns, name, 2, port=good_port)}
 
     with traffic.Load(port=good_port, rate=20, workers=1, max_seconds=300) as load:

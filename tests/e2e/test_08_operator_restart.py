@@ -12,8 +12,14 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
+
 from tests.e2e import figures, kube
 from tests.e2e import scaledapi as sapi
+
+# Run alone, never beside other scenarios (hack/e2e.sh): restarts the operator, which every scenario's
+# ScaledApi needs.
+pytestmark = pytest.mark.serial
 
 CHILD_KINDS = "deploy,svc,cm,pdb,sa,role,rolebinding,networkpolicy"
 HANDLERS = kube.REPO_ROOT / "operator" / "scaledapi_operator" / "handlers.py"

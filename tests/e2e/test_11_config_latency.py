@@ -17,10 +17,15 @@ import statistics
 import time
 from typing import Any
 
+import pytest
 from kubernetes import client, config
 
 from tests.e2e import figures, kube, traffic
 from tests.e2e import scaledapi as sapi
+
+# Run alone, never beside other scenarios (hack/e2e.sh): a latency measure: concurrent scenarios would load
+# the cluster it times.
+pytestmark = pytest.mark.serial
 
 CHANGES = 12
 # The upstream block of scaledapi_operator.nginx_conf: "upstream scaledapi_backend {" ... "}".

@@ -15,6 +15,10 @@ import pytest
 from tests.e2e import figures, kube, traffic
 from tests.e2e import scaledapi as sapi
 
+# Run alone, never beside other scenarios (hack/e2e.sh): reinstalls the operator namespaced: other
+# scenarios' namespaces go unwatched.
+pytestmark = pytest.mark.serial
+
 OPERATOR_SA = f"system:serviceaccount:{kube.OPERATOR_NAMESPACE}:scaledapi-operator"
 INSTALLER = kube.REPO_ROOT / "hack" / "install_manifests.py"
 

@@ -23,6 +23,10 @@ from tests.e2e import figures, kube, traffic
 from tests.e2e import scaledapi as sapi
 from tests.e2e.namespaces import Namespaces
 
+# Run alone, never beside other scenarios (hack/e2e.sh): installs a second operator with the chart, beside
+# the suite's own.
+pytestmark = pytest.mark.serial
+
 SCENARIO = "12b helm namespaced"
 CHART = kube.REPO_ROOT / "charts" / "scaledapi"
 RELEASE = "e2e"

@@ -13,11 +13,11 @@ import threading
 import time
 from typing import Any
 
-from tests.e2e import figures, kube
+from tests.e2e import figures, kube, ports
 from tests.e2e import scaledapi as sapi
 from tests.e2e.namespaces import Namespaces
 
-NODE_PORT = 30081
+NODE_PORT = ports.SPARE
 DEGRADED_LIMIT_S = 30.0
 EVENT_WINDOW_S = 60.0
 MAX_WARNINGS = 5  # per EVENT_WINDOW_S, exclusive

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e import figures, kube, traffic
+from tests.e2e import figures, kube, ports, traffic
 from tests.e2e import scaledapi as sapi
 
 COMPOSE_DIR = kube.REPO_ROOT / "tests" / "compose"
@@ -67,7 +67,7 @@ def users_image() -> str:
 def _convert(namespace: str, name: str) -> tuple[dict[str, Any], str]:
     result = _run(
         sys.executable, "-m", "scaledapi_operator.from_compose", str(COMPOSE_FILE), SERVICE,
-        "--name", name, "--namespace", namespace, "--node-port", "30080",
+        "--name", name, "--namespace", namespace, "--node-port", str(ports.MAIN),
     )  # fmt: skip
     manifest = yaml.safe_load(result.stdout)
     assert isinstance(manifest, dict), result.stdout

@@ -11,8 +11,14 @@ import json
 import time
 from collections import Counter
 
-from tests.e2e import figures, kube, nodes, traffic
+import pytest
+
+from tests.e2e import figures, kube, nodes, ports, traffic
 from tests.e2e import scaledapi as sapi
+
+# Run alone, never beside other scenarios (hack/e2e.sh): drains a node and rolls proxies: every scenario's
+# pods on it would move.
+pytestmark = pytest.mark.serial
 
 SCENARIO = "17 multi-node"
 RATE = 100.0
@@ -66,7 +72,7 @@ def test_pods_spread_and_round_robin_crosses_nodes(namespace: str, name: str) ->
     reached: dict[str, list[str]] = {}
     for node in nodes.all_nodes():
         answers = []
-        for url in ("http://127.0.0.1:30080/api/hello", f"http://{cluster_ip}:5252/api/hello"):
+        for url in (f"http://127.0.0.1:{ports.MAIN}/api/hello", f"http://{cluster_ip}:5252/api/hello"):
             result = nodes.on_node(node, "curl", "-fsS", "--max-time", "5", url)
             assert result.returncode == 0, f"{url} from node {node}: {result.stderr}"
             answers.append(json.loads(result.stdout)["instance"])

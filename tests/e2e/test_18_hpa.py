@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.e2e import figures, hpa, kube, traffic
 from tests.e2e import scaledapi as sapi
+
+# Run alone, never beside other scenarios (hack/e2e.sh): burns CPU to drive an HPA, and reads
+# metrics-server, which a drain can take away.
+pytestmark = pytest.mark.serial
 
 SCENARIO = "18 HPA"
 MAX_REPLICAS = 3

@@ -13,8 +13,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
 from tests.e2e import figures, kube, traffic
 from tests.e2e import scaledapi as sapi
+
+# Run alone, never beside other scenarios (hack/e2e.sh): asserts timings (time to sleep, wake-up overhead)
+# that a loaded cluster would stretch.
+pytestmark = pytest.mark.serial
 
 SCENARIO = "20 scale to zero"
 IDLE = 5

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tests.e2e import figures, kube, prometheus, traffic
+from tests.e2e import figures, kube, ports, prometheus, traffic
 from tests.e2e import scaledapi as sapi
 
 PROXY_METRICS_PORT = 9113
 OPERATOR_METRICS_PORT = 9102
 REQUESTS = 300
-NODE_PORT = 30081
+NODE_PORT = ports.SPARE
 SCENARIO = "20b metrics"
 
 

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.e2e import figures, kube, nodes, traffic
 from tests.e2e import scaledapi as sapi
+
+# Run alone, never beside other scenarios (hack/e2e.sh): kills the operator's leader and stops a node.
+pytestmark = pytest.mark.serial
 
 SCENARIO = "21 operator failover"
 # What a takeover must not rewrite: everything the scale does not change.

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e import figures, kube, traffic
+from tests.e2e import figures, kube, ports, traffic
 from tests.e2e import scaledapi as sapi
 
 COMPOSE_DIR = kube.REPO_ROOT / "tests" / "compose" / "go-api"
@@ -76,7 +76,8 @@ def _convert(namespace: str, name: str) -> tuple[dict[str, Any], str]:
         [
             sys.executable, "-m", "scaledapi_operator.from_compose",
             str(COMPOSE_DIR / "compose.yaml"), SERVICE,
-            "--name", name, "--namespace", namespace, "--node-port", "30080", "--replicas", str(COPIES),
+            "--name", name, "--namespace", namespace, "--node-port", str(ports.MAIN),
+            "--replicas", str(COPIES),
         ],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

@@ -15,10 +15,12 @@ from typing import Any
 
 import requests
 
+from tests.e2e import ports
+
 # 127.0.0.1, not localhost: kind-config.yaml binds the host ports to 127.0.0.1 only, and a resolver that
 # tries ::1 first would add a failed connect to every request.
 HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
+DEFAULT_PORT = ports.MAIN_HOST_PORT  # 8080 unless another xdist worker runs this
 REQUEST_TIMEOUT = 5.0
 
 
