@@ -37,6 +37,7 @@ from scaledapi_proxy.zero import (
     ACTIVITY_SOCKET,
     Activator,
     Activity,
+    ScaleToZero,
     Upstream,
     servers_of,
     settings_of,
@@ -47,6 +48,8 @@ log = logging.getLogger("scaledapi_proxy")
 DEFAULT_CONF_PATH = "/tmp/nginx/nginx.conf"  # noqa: S108 - an emptyDir in the pod
 MIN_HEALTHY_WATCH_S = 1.0  # a watch that ends sooner without an event counts as a failure (backoff)
 IDLE_TICK_S = 0.25  # how often the idle clock compares the last request with the idle time
+# The activator's limits while no config enables scale to zero (nginx then sends it nothing).
+DEFAULT_ZERO = ScaleToZero(idle_seconds=0, wake_timeout_seconds=0)
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,8 @@ class Reloader:
             self.upstream,
             lambda: float(self.zero.wake_timeout_seconds) if self.zero is not None else 0.0,
             forwarded=self.metrics.record_forward,
+            max_held=lambda: (self.zero or DEFAULT_ZERO).max_held_requests,
+            max_body_bytes=lambda: (self.zero or DEFAULT_ZERO).max_held_body_bytes,
         )
         self.offered: dict[str, list[str]] = {}  # config hash -> its servers, for the metrics
         self.nginx: subprocess.Popen[bytes] | None = None

@@ -15,6 +15,7 @@ nginx 1.22 (Debian bookworm) already knows.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +24,19 @@ from dataclasses import dataclass
 # pods' reports: one definition, in the stdlib-only package that both images install.
 from scaledapi_proxy.applier import config_hash
 from scaledapi_proxy.metrics import STUB_STATUS_PATH, STUB_STATUS_SOCKET
-from scaledapi_proxy.zero import ACTIVATOR_SOCKET, ACTIVITY_SOCKET, ScaleToZero
+from scaledapi_proxy.zero import (
+    ACTIVATOR_SOCKET,
+    ACTIVITY_SOCKET,
+    HELD_MEMORY_BUDGET_BYTES,
+    MAX_HELD_BODY_BYTES_MAX,
+    MAX_HELD_BODY_BYTES_MIN,
+    MAX_HELD_REQUESTS_MAX,
+    MAX_HELD_REQUESTS_MIN,
+    ScaleToZero,
+    held_memory_bytes,
+    over_the_cap_reason,
+    too_large_reason,
+)
 
 __all__ = ["Endpoint", "NginxSettings", "config_hash", "render_nginx_conf"]
 
@@ -35,6 +48,11 @@ UPSTREAM_ZONE_SIZE = "128k"
 UPSTREAM_KEEPALIVE = 16
 UPSTREAM_KEEPALIVE_TIMEOUT_S = 30
 CONNECT_TIMEOUT = "1s"
+WORKER_CONNECTIONS = 1024
+# While asleep nginx counts the requests it hands to the activator in this zone (limit_conn), shared by
+# its workers and kept across reloads (same name and size); one key, the server's port.
+HELD_ZONE = "scaledapi_held"
+HELD_ZONE_SIZE = "64k"
 # spec.proxy.accessLog -> the access_log directive. A write per request is what costs (measured in
 # make bench); a buffer lets nginx write many lines at once and still flushes at least every second.
 ACCESS_LOG_DIRECTIVES = {
@@ -108,6 +126,16 @@ def _check_settings(settings: NginxSettings) -> None:
     if zero is not None:
         _check_int("idle_seconds", zero.idle_seconds, 1, 86400)
         _check_int("wake_timeout_seconds", zero.wake_timeout_seconds, 1, 3600)
+        _check_int("max_held_requests", zero.max_held_requests, MAX_HELD_REQUESTS_MIN, MAX_HELD_REQUESTS_MAX)
+        _check_int(
+            "max_held_body_bytes", zero.max_held_body_bytes, MAX_HELD_BODY_BYTES_MIN, MAX_HELD_BODY_BYTES_MAX
+        )
+        held = held_memory_bytes(zero.max_held_requests, zero.max_held_body_bytes)
+        if held > HELD_MEMORY_BUDGET_BYTES:
+            raise ValueError(
+                f"max_held_requests x (max_held_body_bytes + overhead) is {held} bytes, "
+                f"more than the {HELD_MEMORY_BUDGET_BYTES} held requests may take"
+            )
     rd = settings.runtime_dir
     if not isinstance(rd, str) or not _SAFE_PATH.match(rd) or "/../" in f"{rd}/" or rd == "/":
         raise ValueError(f"runtime_dir must be an absolute path of [A-Za-z0-9._/-], got {rd!r}")
@@ -169,7 +197,7 @@ def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) ->
         "error_log stderr notice;",
         "",
         "events {",
-        "    worker_connections 1024;",
+        f"    worker_connections {_worker_connections(settings)};",
         "}",
         "",
         "http {",
@@ -194,6 +222,7 @@ def render_nginx_conf(settings: NginxSettings, endpoints: Sequence[Endpoint]) ->
         ),
         "",
         *(_stub_status_server(rd) if settings.metrics else []),
+        *(_held_zone() if zero is not None and not addresses else []),
     ]
     if addresses:
         lines += [
@@ -298,15 +327,42 @@ def _activity_log(settings: NginxSettings) -> list[str]:
     return lines
 
 
+def _worker_connections(settings: NginxSettings) -> int:
+    """Each held request takes two connections of a worker (its client's and the activator's), and all
+    of them may land on one worker: room for the cap, and as many again for requests coming meanwhile."""
+    zero = settings.scale_to_zero
+    return WORKER_CONNECTIONS if zero is None else max(WORKER_CONNECTIONS, 2 * zero.max_held_requests + 256)
+
+
+def _held_zone() -> list[str]:
+    """The count of requests handed to the activator (limit_conn), kept in shared memory for all workers;
+    the key is the one server's port, so there is one count."""
+    return [f"    limit_conn_zone $server_port zone={HELD_ZONE}:{HELD_ZONE_SIZE};", ""]
+
+
 def _asleep_location(settings: NginxSettings, rd: str) -> list[str]:
     """No backend copy is ready and scale to zero is on: the reloader's activator holds each request
-    until one is (it wakes the backend), then forwards it; it answers 503 itself after the wake timeout."""
+    until one is (it wakes the backend), then forwards it; it answers 503 itself after the wake timeout.
+
+    What is held is bounded here first: past ``max_held_requests`` at once a request gets 503 with
+    Retry-After, a body over ``max_held_body_bytes`` 413, both at once, without reading the body into
+    anything (nginx drops it) and without reaching the activator; both still count as activity."""
     zero = settings.scale_to_zero
     assert zero is not None
     hold = f"{zero.wake_timeout_seconds + settings.upstream_timeout_seconds + 5}s"
+    over_the_cap = json_text(
+        {"error": "service unavailable", "reason": over_the_cap_reason(zero.max_held_requests)}
+    )
+    too_large = json_text(
+        {"error": "payload too large", "reason": too_large_reason(zero.max_held_body_bytes)}
+    )
     return [
         "        location / {",
         *_activity_log(settings),
+        f"            limit_conn {HELD_ZONE} {zero.max_held_requests};",
+        "            limit_conn_status 503;",
+        "            limit_conn_log_level info;  # each one is in the access log already",
+        f"            client_max_body_size {zero.max_held_body_bytes};",
         f"            proxy_pass http://unix:{rd}/{ACTIVATOR_SOCKET}:;",
         "            proxy_set_header Host $http_host;",
         "            proxy_set_header X-Real-IP $remote_addr;",
@@ -319,9 +375,33 @@ def _asleep_location(settings: NginxSettings, rd: str) -> list[str]:
         "        }",
         "",
         "        error_page 502 @bad_gateway;",
+        "        error_page 503 @held_full;",
+        "        error_page 413 @too_large;",
         "",
         "        location @bad_gateway {",
         "            default_type application/json;",
         '            return 502 \'{"error":"bad gateway","reason":"the activator did not answer"}\\n\';',
         "        }",
+        "",
+        "        location @held_full {",
+        *_activity_log(settings),
+        "            default_type application/json;",
+        "            add_header Retry-After 1 always;",
+        f"            return 503 '{over_the_cap}\\n';",
+        "        }",
+        "",
+        "        location @too_large {",
+        *_activity_log(settings),
+        "            default_type application/json;",
+        f"            return 413 '{too_large}\\n';",
+        "        }",
     ]
+
+
+def json_text(message: dict[str, str]) -> str:
+    """A JSON object for a ``return`` directive in single quotes: compact, and no quote or backslash
+    that nginx would read (the texts are ours: checked, not escaped)."""
+    text = json.dumps(message, separators=(",", ":"))
+    if "'" in text or "\\" in text:
+        raise ValueError(f"not for a quoted nginx string: {text}")
+    return text

@@ -13,7 +13,18 @@ from typing import Any
 
 from scaledapi_operator.container_spec import ContainerSpec, parse_container
 from scaledapi_operator.spec_errors import SpecError
-from scaledapi_proxy.zero import ScaleToZero
+from scaledapi_proxy.zero import (
+    DEFAULT_MAX_HELD_BODY_BYTES,
+    DEFAULT_MAX_HELD_REQUESTS,
+    HELD_MEMORY_BUDGET_BYTES,
+    HELD_OVERHEAD_BYTES,
+    MAX_HELD_BODY_BYTES_MAX,
+    MAX_HELD_BODY_BYTES_MIN,
+    MAX_HELD_REQUESTS_MAX,
+    MAX_HELD_REQUESTS_MIN,
+    ScaleToZero,
+    held_memory_bytes,
+)
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 ACCESS_LOGS = ("Buffered", "Immediate", "Off")
@@ -203,10 +214,35 @@ def _parse_scale_to_zero(body: Mapping[str, Any]) -> ScaleToZero | None:
     section = _section(body, "scaleToZero")
     p = "scaleToZero."
     _require(section, p, "idleSeconds")
-    return ScaleToZero(
+    zero = ScaleToZero(
         idle_seconds=_int(section, p, "idleSeconds", 0, 5, 86400),
         wake_timeout_seconds=_int(section, p, "wakeTimeoutSeconds", 60, 1, 300),
+        max_held_requests=_int(
+            section,
+            p,
+            "maxHeldRequests",
+            DEFAULT_MAX_HELD_REQUESTS,
+            MAX_HELD_REQUESTS_MIN,
+            MAX_HELD_REQUESTS_MAX,
+        ),
+        max_held_body_bytes=_int(
+            section,
+            p,
+            "maxHeldBodyBytes",
+            DEFAULT_MAX_HELD_BODY_BYTES,
+            MAX_HELD_BODY_BYTES_MIN,
+            MAX_HELD_BODY_BYTES_MAX,
+        ),
     )
+    # The CRD's rule on scaleToZero: what held requests may take stays within the nginx pod's memory.
+    if held_memory_bytes(zero.max_held_requests, zero.max_held_body_bytes) > HELD_MEMORY_BUDGET_BYTES:
+        raise SpecError(
+            f"{p}maxHeldRequests",
+            f"maxHeldRequests x (maxHeldBodyBytes + {HELD_OVERHEAD_BYTES}) must be at most "
+            f"{HELD_MEMORY_BUDGET_BYTES}, got {zero.max_held_requests} x "
+            f"({zero.max_held_body_bytes} + {HELD_OVERHEAD_BYTES})",
+        )
+    return zero
 
 
 def parse_spec(body_spec: Mapping[str, Any]) -> ScaledApiSpec:
