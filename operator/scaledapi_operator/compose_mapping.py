@@ -4,25 +4,44 @@ of the proxy's nginx config cannot carry over. Pure functions: no file is read h
 Every mapping function takes the compose value and its dotted path in the file (services.back-end.user),
 returns the ScaledApi value, and appends a ComposeWarning for what it cannot carry over. A value compose
 itself would refuse, or one that leaves nothing to convert, raises ComposeError naming the path.
-backend_spec() puts the backend together; from_compose.py adds the proxy, the files and the command line.
+backend_spec() puts the backend together (compose_health.py maps its healthcheck); from_compose.py adds
+the proxy, the files (compose_files.py) and the command line.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+from scaledapi_operator.compose_health import health_checks
+from scaledapi_operator.compose_values import (
+    ComposeError,
+    ComposeWarning,
+    as_list,
+    as_mapping,
+    scalar_text,
+    shown,
+    whole_number,
+)
 from scaledapi_operator.container_spec import DEFAULT_USER, ENV_NAME
 
 MAX_PORT = 65535
 MAX_REPLICAS = 50
+MAX_ID = 2147483647  # runAsUser and runAsGroup, as the CRD bounds them
+MAX_CPUS = 4096
+MAX_BYTES = 2**63 - 1  # the largest quantity Kubernetes holds
 ROOT_NAMES = ("0", "root")
+# nginx blocks (http { server { location { ... } } }) nested deeper than this are refused.
+MAX_NGINX_DEPTH = 32
 # Compose byte units (b, k, kb, m, mb, ...) are powers of 1024: "256M" is 256 MiB, Kubernetes' "256Mi".
-_BYTES = re.compile(r"^(?P<amount>[0-9]+(\.[0-9]+)?)\s*(?P<unit>[bkmgtp])?b?$", re.IGNORECASE)
+_BYTES = re.compile(r"(?P<amount>[0-9]{1,30}(\.[0-9]{1,30})?)\s*(?P<unit>[bkmgtp])?b?", re.IGNORECASE)
 _BINARY_SUFFIX = {"b": "", "k": "Ki", "m": "Mi", "g": "Gi", "t": "Ti", "p": "Pi"}
+_BINARY_POWER = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 # What compose would substitute: $NAME, ${...} and a lone $ (which it refuses); $$ is its escape.
 _INTERPOLATION = re.compile(r"\$(\$|[A-Za-z_][A-Za-z0-9_]*|\{[^}]*\}|)")
 # Directives of an nginx server block that ScaledApi's generated config has its own version of.
@@ -33,57 +52,12 @@ _NGINX_TOKEN = re.compile(
 )
 
 
-class ComposeError(ValueError):
-    """A compose file (or option) that cannot be converted; the message names the field."""
-
-    def __init__(self, field: str | None, problem: str) -> None:
-        super().__init__(f"{field}: {problem}" if field else problem)
-        self.field = field
-
-
-@dataclass(frozen=True)
-class ComposeWarning:
-    """Something left behind, or carried over with a caveat; `field` is its dotted path in the file."""
-
-    field: str
-    text: str
-    not_mapped: bool = True
-
-    def __str__(self) -> str:
-        return f"{'not mapped: ' if self.not_mapped else ''}{self.field}: {self.text}"
-
-
 @dataclass(frozen=True)
 class PortEntry:
     """One `ports:` or `expose:` entry: the container side and, for ports, the published host side."""
 
     container: str
     published: str | None = None
-
-
-def as_mapping(value: Any, field: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ComposeError(field, "must be a mapping")
-    return value
-
-
-def as_list(value: Any, field: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ComposeError(field, "must be a list")
-    return value
-
-
-def scalar_text(value: Any, field: str) -> str:
-    """A scalar as compose turns it into a string: true -> "true", 5000 -> "5000"."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    raise ComposeError(field, f"must be a string, a number or a boolean, got {value!r}")
 
 
 def command_line(value: Any, field: str, image_part: str, warnings: list[ComposeWarning]) -> list[str] | None:
@@ -138,20 +112,21 @@ def security_context(value: Any, field: str, warnings: list[ComposeWarning]) -> 
     if value is None:
         return None
     user, _, group = scalar_text(value, field).partition(":")
+    uid, gid = whole_number(user, field, MAX_ID), whole_number(group, field, MAX_ID)
     if user in ROOT_NAMES:
         hint = 'runAsUser 0 with runAsNonRoot false: the pods leave Pod Security "restricted", whose '
         hint += "namespaces refuse them (drop user: to run as ScaledApi's non-root uid if the files allow it)"
         warnings.append(ComposeWarning(field, hint, not_mapped=False))
-        return {"runAsUser": 0, "runAsGroup": int(group) if group.isdigit() else 0, "runAsNonRoot": False}
-    if not user.isdigit():
+        return {"runAsUser": 0, "runAsGroup": gid or 0, "runAsNonRoot": False}
+    if uid is None:
         hint = f"{user!r} is a user name and Kubernetes needs a number (docker run --rm --entrypoint id "
         hint += f"IMAGE -u {user}); the pods run as uid {DEFAULT_USER} unless you set "
         hint += "spec.backend.securityContext.runAsUser"
         warnings.append(ComposeWarning(field, hint))
         return None
-    context = {"runAsUser": int(user)}
-    if group == "" or group.isdigit():
-        context["runAsGroup"] = int(group or user)
+    context = {"runAsUser": uid}
+    if group == "" or gid is not None:
+        context["runAsGroup"] = uid if gid is None else gid
     else:
         hint = f"group {group!r} is a name and Kubernetes needs a number; runAsGroup keeps its default"
         warnings.append(ComposeWarning(field, hint))
@@ -159,22 +134,27 @@ def security_context(value: Any, field: str, warnings: list[ComposeWarning]) -> 
 
 
 def cpu_quantity(value: Any, field: str) -> str:
-    """Compose's cpus "0.5" -> Kubernetes' "500m"."""
+    """Compose's cpus "0.5" -> Kubernetes' "500m"; one that is not finite (1e400, inf, nan) is refused."""
     try:
-        millicores = round(float(scalar_text(value, field)) * 1000)
+        cpus = float(scalar_text(value, field))
     except ValueError:
-        millicores = 0
+        cpus = math.nan
+    millicores = round(cpus * 1000) if math.isfinite(cpus) and 0 < cpus <= MAX_CPUS else 0
     if millicores <= 0:
-        raise ComposeError(field, f"must be a positive number of CPUs such as 0.5, got {value!r}")
+        problem = f"must be a positive number of CPUs up to {MAX_CPUS}, such as 0.5, got {shown(value)}"
+        raise ComposeError(field, problem)
     return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
 
 
 def memory_quantity(value: Any, field: str) -> str:
     """Compose's "256M" (or m, mb, MB) -> Kubernetes' "256Mi"; a bare number is bytes."""
-    match = _BYTES.match(scalar_text(value, field).strip())
+    match = _BYTES.fullmatch(scalar_text(value, field).strip())
     if match is None:
-        raise ComposeError(field, f"must be a byte value such as 256M or 1g, got {value!r}")
-    return match["amount"] + _BINARY_SUFFIX[(match["unit"] or "b").lower()]
+        raise ComposeError(field, f"must be a byte value such as 256M or 1g, got {shown(value)}")
+    unit = (match["unit"] or "b").lower()
+    if Decimal(match["amount"]) * 1024 ** _BINARY_POWER[unit] > MAX_BYTES:
+        raise ComposeError(field, f"{shown(value)} is more than {MAX_BYTES} bytes")
+    return match["amount"] + _BINARY_SUFFIX[unit]
 
 
 def resources(deploy: Mapping[str, Any], field: str, warnings: list[ComposeWarning]) -> dict[str, Any] | None:
@@ -215,8 +195,8 @@ def port_entry(value: Any, field: str) -> PortEntry:
 
 
 def single_port(text: str, field: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PORT:
-        raise ComposeError(field, f"{text!r} is not a single port between 1 and {MAX_PORT}")
+    if not re.fullmatch(r"[0-9]{1,5}", text) or not 1 <= int(text) <= MAX_PORT:
+        raise ComposeError(field, f"{shown(text)} is not a single port between 1 and {MAX_PORT}")
     return int(text)
 
 
@@ -235,23 +215,46 @@ def interpolations(value: Any, field: str) -> list[ComposeWarning]:
     return []
 
 
+@dataclass(frozen=True)
+class ProxiedPort:
+    """The port the proxy's nginx config sends the service's requests to, and the mount that says so."""
+
+    field: str  # services.nginx.volumes[0]
+    source: str  # ./nginx.conf
+    port: int
+
+
 def backend_port(
-    service: Mapping[str, Any], field: str, env: Mapping[str, str], warnings: list[ComposeWarning]
+    service: Mapping[str, Any],
+    field: str,
+    env: Mapping[str, str],
+    warnings: list[ComposeWarning],
+    override: int | None = None,
+    proxied: ProxiedPort | None = None,
 ) -> int:
-    """The API's container port: expose[0], else the container side of ports[0], else a numeric PORT."""
+    """The API's container port: `override` (--port), else expose[0], else the container side of ports[0],
+    else the port the proxy's nginx config sends it requests on, else a numeric PORT."""
     exposed = as_list(service.get("expose"), f"{field}.expose")
     published = as_list(service.get("ports"), f"{field}.ports")
-    if exposed:
+    if override is not None:
+        port = override
+    elif exposed:
         port = single_port(port_entry(exposed[0], f"{field}.expose[0]").container, f"{field}.expose[0]")
     elif published:
         port = single_port(port_entry(published[0], f"{field}.ports[0]").container, f"{field}.ports[0]")
-    elif env.get("PORT", "").isdigit():
+    elif proxied is not None:
+        port = proxied.port
+        said = f"{proxied.source}: spec.backend.port {port} is the port its proxy_pass sends {field} to "
+        said += "(which has no expose or ports)"
+        warnings.append(ComposeWarning(proxied.field, said, not_mapped=False))
+    elif re.fullmatch(r"[0-9]+", env.get("PORT", "")):
         port = single_port(env["PORT"], f"{field}.environment.PORT")
     else:
-        problem = "required: no expose, ports or numeric PORT in environment tells the API's port "
-        raise ComposeError(f"{field}.expose", problem + '(add expose: ["5000"] with its port)')
+        problem = "required: no expose, ports, proxy_pass in the proxy's nginx config or numeric PORT in "
+        problem += 'environment tells the API\'s port (add expose: ["5000"] with its port, or give --port)'
+        raise ComposeError(f"{field}.expose", problem)
     one_port = f"the backend has one port, spec.backend.port: {port}"
-    for index, entry in enumerate(exposed[1:], start=1):
+    for index, entry in enumerate(exposed):
         if port_entry(entry, f"{field}.expose[{index}]").container != str(port):
             warnings.append(ComposeWarning(f"{field}.expose[{index}]", one_port))
     for index, entry in enumerate(published):
@@ -314,18 +317,16 @@ _DEPLOY_HINTS = {
     "rollback_config": "ScaledApi rolls out one new copy at a time, never below the desired count",
 }
 _DEFAULT_HINT = "no ScaledApi field for it"
-_STARTUP_KEYS = ("image", "command", "entrypoint", "working_dir", "environment", "user")
+_STARTUP_KEYS = ("image", "command", "entrypoint", "working_dir", "environment", "user", "healthcheck")
 _SCALING_KEYS = ("expose", "ports", "deploy", "scale")
 MAPPED_KEYS = frozenset((*_STARTUP_KEYS, *_SCALING_KEYS))
 
 
-def unmapped_keys(service: Mapping[str, Any], field: str, image: str, port: int) -> list[ComposeWarning]:
+def unmapped_keys(service: Mapping[str, Any], field: str, image: str) -> list[ComposeWarning]:
     """A warning for each field of the service that has no place in the ScaledApi, with what to do."""
     hints = {
         **_HINTS,
         "build": f"ScaledApi runs an image and builds none: {image} is used (build and push or load it)",
-        "healthcheck": f"a command check does not carry over; readiness is a TCP connect on port {port} "
-        "(if the API has a health path, set spec.backend.readiness: {type: HTTP, path: /health})",
     }
     found = [
         ComposeWarning(f"{field}.{key}", hints.get(key, _DEFAULT_HINT))
@@ -362,13 +363,20 @@ def working_dir(service: Mapping[str, Any], field: str, warnings: list[ComposeWa
 
 
 def backend_spec(
-    service: Mapping[str, Any], field: str, image: str | None, warnings: list[ComposeWarning]
+    service: Mapping[str, Any],
+    field: str,
+    image: str | None,
+    warnings: list[ComposeWarning],
+    port: int | None = None,
+    proxied: ProxiedPort | None = None,
 ) -> dict[str, Any]:
-    """spec.backend from the scaled service; `image` (from --image) replaces the service's."""
+    """spec.backend from the scaled service; `image` (--image) and `port` (--port) replace the service's;
+    `proxied` is the port the proxy's nginx config names, for a service that names none itself."""
     image = image or backend_image(service, field)
     env = environment(service.get("environment"), f"{field}.environment", warnings)
-    port = backend_port(service, field, env, warnings)
+    port = backend_port(service, field, env, warnings, port, proxied)
     deploy = as_mapping(service.get("deploy"), f"{field}.deploy")
+    checks = health_checks(service.get("healthcheck"), f"{field}.healthcheck", port, warnings)
     spec = {
         "image": image,
         "port": port,
@@ -377,12 +385,13 @@ def backend_spec(
         "args": command_line(service.get("command"), f"{field}.command", "CMD", warnings),
         "workingDir": working_dir(service, f"{field}.working_dir", warnings),
         "env": [{"name": name, "value": value} for name, value in env.items()] or None,
-        # Compose declares no HTTP health path, so the only check known to pass is a TCP connect.
-        "readiness": {"type": "TCP"},
+        # From the healthcheck when there is one; else a TCP connect, the only check known to pass.
+        "readiness": checks.readiness,
+        "liveness": checks.liveness,
         "securityContext": security_context(service.get("user"), f"{field}.user", warnings),
         "resources": resources(deploy, f"{field}.deploy", warnings),
     }
-    warnings += unmapped_keys(service, field, image, port)
+    warnings += unmapped_keys(service, field, image)
     return {key: value for key, value in spec.items() if value is not None}
 
 
@@ -398,7 +407,7 @@ def replicas(service: Mapping[str, Any], field: str, override: int | None) -> in
     else:
         return 1
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_REPLICAS:
-        raise ComposeError(where, f"must be a whole number from 0 to {MAX_REPLICAS}, got {value!r}")
+        raise ComposeError(where, f"must be a whole number from 0 to {MAX_REPLICAS}, got {shown(value)}")
     return value
 
 
@@ -414,7 +423,12 @@ class Directive:
     block: tuple[Directive, ...] | None = None
 
 
-def _nginx_block(tokens: Iterator[tuple[bool, str]], nested: bool) -> tuple[Directive, ...]:
+class NginxTooDeepError(ValueError):
+    """An nginx config whose blocks nest deeper than MAX_NGINX_DEPTH: not one nginx users write."""
+
+
+def _nginx_block(tokens: Iterator[tuple[bool, str]], depth: int) -> tuple[Directive, ...]:
+    nested = depth > 0
     directives: list[Directive] = []
     words: list[str] = []
     for is_punctuation, text in tokens:
@@ -427,7 +441,9 @@ def _nginx_block(tokens: Iterator[tuple[bool, str]], nested: bool) -> tuple[Dire
             return tuple(directives)
         if not words:
             raise ValueError(f"unexpected {text}")
-        inner = _nginx_block(tokens, nested=True) if text == "{" else None
+        if text == "{" and depth >= MAX_NGINX_DEPTH:
+            raise NginxTooDeepError(f"blocks nested deeper than {MAX_NGINX_DEPTH}")
+        inner = _nginx_block(tokens, depth + 1) if text == "{" else None
         directives.append(Directive(words[0], tuple(words[1:]), inner))
         words = []
     if nested or words:
@@ -436,13 +452,14 @@ def _nginx_block(tokens: Iterator[tuple[bool, str]], nested: bool) -> tuple[Dire
 
 
 def parse_nginx(text: str) -> tuple[Directive, ...]:
-    """The directives of an nginx config, comments dropped and quotes removed; ValueError if unbalanced."""
+    """The directives of an nginx config, comments dropped and quotes removed; ValueError if unbalanced,
+    NginxTooDeepError (a ValueError) past MAX_NGINX_DEPTH nested blocks."""
     tokens = (
         (match.lastgroup == "punctuation", match[match.lastgroup or 0])
         for match in _NGINX_TOKEN.finditer(text)
         if match.lastgroup != "comment"
     )
-    return _nginx_block(tokens, nested=False)
+    return _nginx_block(tokens, depth=0)
 
 
 def _walk(directives: tuple[Directive, ...]) -> Iterator[Directive]:
@@ -464,19 +481,53 @@ def _passes(directive: Directive, targets: set[str]) -> bool:
     )
 
 
+# proxy_pass http://HOST[:PORT][/URI]; a variable in the host is not followed.
+_HTTP_TARGET = re.compile(r"http://(?P<host>[^/:$\s]+)(?::(?P<port>[0-9]{1,5}))?(?:/.*)?", re.DOTALL)
+_DEFAULT_HTTP_PORT = 80
+
+
+def _server_address(text: str) -> tuple[str, int | None]:
+    """An upstream server's host and port: "api:5000" -> ("api", 5000), "api" -> ("api", 80)."""
+    host, colon, port = text.rpartition(":")
+    if not colon or "]" in port:
+        return text, _DEFAULT_HTTP_PORT
+    return host, int(port) if re.fullmatch(r"[0-9]{1,5}", port) else None
+
+
+def proxied_ports(directives: tuple[Directive, ...], service: str) -> set[int]:
+    """The ports an nginx config's proxy_pass sends requests for `service` to, directly (proxy_pass
+    http://api:5000) or through an upstream block naming it (server api:5000); 80 when none is given."""
+    upstreams = {
+        found.args[0]: found.block or ()
+        for found in _walk(directives)
+        if found.name == "upstream" and found.block is not None and len(found.args) == 1
+    }
+    ports: set[int | None] = set()
+    for directive in _walk(directives):
+        target = _HTTP_TARGET.fullmatch(directive.args[0]) if len(directive.args) == 1 else None
+        if directive.name != "proxy_pass" or target is None:
+            continue
+        if target["port"] is None and target["host"] in upstreams:
+            servers = [_server_address(inner.args[0]) for inner in upstreams[target["host"]] if inner.args]
+            ports |= {port for host, port in servers if host == service}
+        elif target["host"] == service:
+            ports.add(int(target["port"]) if target["port"] else _DEFAULT_HTTP_PORT)
+    return {port for port in ports if port is not None and 1 <= port <= MAX_PORT}
+
+
 def foreign_directives(directives: tuple[Directive, ...], backend: str, port: int) -> list[str]:
     """What an nginx config does beyond round robin over backend:port at location /, briefly named."""
-    address = f"{backend}:{port}"
+    addresses = {f"{backend}:{port}", *((backend,) if port == _DEFAULT_HTTP_PORT else ())}
     upstreams = [found for found in _walk(directives) if found.name == "upstream" and found.block is not None]
     servers = [found for found in _walk(directives) if found.name == "server" and found.block is not None]
     foreign = [
         f"upstream {' '.join(upstream.args)}: {_spelled(inner)}"
         for upstream in upstreams
         for inner in upstream.block or ()
-        if not (inner.name == "server" and inner.args == (address,))
+        if not (inner.name == "server" and len(inner.args) == 1 and inner.args[0] in addresses)
     ]
     targets = {
-        f"http://{address}",
+        *(f"http://{address}" for address in addresses),
         *(f"http://{upstream.args[0]}" for upstream in upstreams if upstream.args),
     }
     # ScaledApi's config is one server; what a second one does is not carried over at all.

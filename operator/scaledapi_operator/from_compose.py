@@ -1,10 +1,15 @@
 """`scaledapi from-compose`: the ScaledApi for the scaled service of a docker compose file.
 
 `docker compose up --scale back-end=2` runs copies of an API behind an nginx service; the ScaledApi runs
-them in Kubernetes. The scaled service becomes spec.backend (compose_mapping.py maps its fields), the
-nginx service in front of it gives spec.proxy.port (the host port users call) and its mounted nginx.conf
-is read for what the generated proxy config will not do. Everything that does not carry over is one
-"not mapped" line on stderr, with what to do instead; the manifest goes to stdout.
+them in Kubernetes. The scaled service becomes spec.backend (compose_mapping.py maps its fields,
+compose_health.py its healthcheck), the nginx service in front of it gives spec.proxy.port (the host port
+users call) and its mounted nginx.conf is read for the API's port when the service names none, and for
+what the generated proxy config will not do. Everything that does not carry over is one "not mapped" line
+on stderr, with what to do instead; the manifest goes to stdout.
+
+Users convert files that others wrote and apply the output unedited: the files are read within bounds
+(compose_files.py), and every failure is exit 2 with one line naming the file and the field, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,21 +25,21 @@ from typing import Any
 import yaml
 
 from scaledapi_operator import API_VERSION, KIND
+from scaledapi_operator.compose_files import MountedConfig, load_compose, mounted_nginx_configs
 from scaledapi_operator.compose_mapping import (
     MAPPED_KEYS,
+    MAX_PORT,
     MAX_REPLICAS,
-    ComposeError,
-    ComposeWarning,
-    as_list,
-    as_mapping,
+    ProxiedPort,
     backend_spec,
     foreign_directives,
     interpolations,
-    parse_nginx,
     port_entry,
+    proxied_ports,
     replicas,
     single_port,
 )
+from scaledapi_operator.compose_values import ComposeError, ComposeWarning, as_list, as_mapping, shown
 from scaledapi_operator.spec import SERVICE_TYPES, parse_spec
 from scaledapi_operator.spec_errors import SpecError
 
@@ -53,6 +58,8 @@ MAX_NAMESPACE_LENGTH = 63
 NODE_PORTS = (30000, 32767)
 # Directives named in one "not carried over" line, at most.
 MAX_LISTED = 6
+# Characters that would break a message's one line (controls, line and paragraph separators): escaped.
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class Options:
     proxy_image: str = DEFAULT_PROXY_IMAGE
     service_type: str | None = None
     node_port: int | None = None
+    port: int | None = None  # the API's port, when the compose file does not say it (or says it wrong)
 
 
 @dataclass(frozen=True)
@@ -74,39 +82,34 @@ class Conversion:
     warnings: list[ComposeWarning]
 
 
-def _mounted_nginx_configs(
-    service: Mapping[str, Any], field: str, compose_dir: Path
-) -> Iterator[tuple[str, str, Path]]:
-    """(field, source as written, file) of each nginx config file the service mounts from the host."""
-    for index, volume in enumerate(as_list(service.get("volumes"), f"{field}.volumes")):
-        if isinstance(volume, Mapping):
-            source, target = volume.get("source"), volume.get("target")
-        else:
-            source, _, rest = str(volume).partition(":")
-            target = rest.partition(":")[0]
-        if not isinstance(source, str) or not isinstance(target, str):
-            continue
-        target_dir, _, target_name = target.rpartition("/")
-        if target.endswith("nginx.conf") or (target_dir.endswith("conf.d") and target_name.endswith(".conf")):
-            file = compose_dir / Path(source).expanduser()
-            if file.is_file():
-                yield f"{field}.volumes[{index}]", source, file
-
-
-def nginx_config_warnings(
-    service: Mapping[str, Any], field: str, compose_dir: Path, backend: str, port: int
-) -> list[ComposeWarning]:
+def nginx_config_warnings(configs: Sequence[MountedConfig], backend: str, port: int) -> list[ComposeWarning]:
     warnings = []
-    for where, source, file in _mounted_nginx_configs(service, field, compose_dir):
-        try:
-            foreign = foreign_directives(parse_nginx(file.read_text(encoding="utf-8")), backend, port)
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            foreign = [f"the whole file, which could not be read ({error})"]
+    for config in configs:
+        if config.directives is None:
+            foreign = [f"the whole file, which could not be read ({config.problem})"]
+        else:
+            foreign = foreign_directives(config.directives, backend, port)
         if foreign:
             listed = ", ".join(foreign[:MAX_LISTED]) + (" and more" if len(foreign) > MAX_LISTED else "")
-            text = f"{source}: ScaledApi generates the proxy's config; not carried over: {listed}"
-            warnings.append(ComposeWarning(where, text))
+            text = f"{config.source}: ScaledApi generates the proxy's config; not carried over: {listed}"
+            warnings.append(ComposeWarning(config.field, text))
     return warnings
+
+
+def proxied_port(configs: Sequence[MountedConfig], backend: str) -> ProxiedPort | None:
+    """The port the proxy's nginx configs send `backend` requests to; ComposeError when they name two."""
+    found = [
+        (config, port)
+        for config in configs
+        for port in sorted(proxied_ports(config.directives or (), backend))
+    ]
+    ports = sorted({port for _, port in found})
+    if len(ports) > 1:
+        config = found[0][0]
+        named = ", ".join(map(str, ports))
+        problem = f"{config.source}: proxy_pass sends {backend} requests to ports {named}: give the API's "
+        raise ComposeError(config.field, problem + "port with --port")
+    return ProxiedPort(found[0][0].field, found[0][0].source, found[0][1]) if found else None
 
 
 def _fronts(name: str, service: Any, backend: str) -> bool:
@@ -119,29 +122,31 @@ def _fronts(name: str, service: Any, backend: str) -> bool:
     )
 
 
-def find_proxy(
-    services: Mapping[str, Any], backend: str, port: int, compose_dir: Path, warnings: list[ComposeWarning]
-) -> tuple[str | None, int | None]:
-    """The nginx service in front of `backend` and the host port it publishes (what users call)."""
-    candidates = sorted(name for name, service in services.items() if _fronts(name, service, backend))
+def find_proxy(services: Mapping[str, Any], backend: str, warnings: list[ComposeWarning]) -> str | None:
+    """The nginx service in front of `backend`: the first by name of those that front it."""
+    candidates = sorted(
+        (name for name, service in services.items() if _fronts(name, service, backend)), key=str
+    )
     if not candidates:
         text = f"no nginx service in front of {backend}: spec.proxy.port is left at its default 8080"
         warnings.append(ComposeWarning("services", text, not_mapped=False))
-        return None, None
-    proxy, field = candidates[0], f"services.{candidates[0]}"
+        return None
     if len(candidates) > 1:
-        others = ", ".join(candidates[1:])
+        others = ", ".join(map(str, candidates[1:]))
         text = f"taken as the proxy of {backend} (first by name); also in front of it: {others}"
-        warnings.append(ComposeWarning(field, text, not_mapped=False))
-    service = as_mapping(services[proxy], field)
+        warnings.append(ComposeWarning(f"services.{candidates[0]}", text, not_mapped=False))
+    return str(candidates[0])
+
+
+def published_port(service: Mapping[str, Any], field: str, warnings: list[ComposeWarning]) -> int | None:
+    """The host port the proxy service publishes (what users call), None when it publishes no one."""
     ports = as_list(service.get("ports"), f"{field}.ports")
     published = port_entry(ports[0], f"{field}.ports[0]").published if ports else None
-    warnings += nginx_config_warnings(service, field, compose_dir, backend, port)
-    if published is None or not published.isdigit():
+    if published is None or not re.fullmatch(r"[0-9]+", published):
         text = "publishes no single host port: spec.proxy.port is left at its default 8080"
         warnings.append(ComposeWarning(f"{field}.ports", text, not_mapped=False))
-        return proxy, None
-    return proxy, single_port(published, f"{field}.ports[0]")
+        return None
+    return single_port(published, f"{field}.ports[0]")
 
 
 def proxy_spec(port: int | None, options: Options) -> dict[str, Any]:
@@ -186,6 +191,8 @@ def convert(compose: Any, service_name: str, options: Options, compose_dir: Path
     field = f"services.{service_name}"
     service = as_mapping(services[service_name], field)
     meta = metadata(options, service_name)
+    if options.port is not None and not 1 <= options.port <= MAX_PORT:
+        raise ComposeError("--port", f"must be a whole number from 1 to {MAX_PORT}, got {options.port}")
     warnings = [
         found
         for key, value in service.items()
@@ -193,8 +200,17 @@ def convert(compose: Any, service_name: str, options: Options, compose_dir: Path
         for found in interpolations(value, f"{field}.{key}")
     ]
     spec_replicas = replicas(service, field, options.replicas)
-    backend = backend_spec(service, field, options.image, warnings)
-    proxy, port = find_proxy(services, service_name, backend["port"], compose_dir, warnings)
+    proxy_warnings: list[ComposeWarning] = []
+    proxy = find_proxy(services, service_name, proxy_warnings)
+    proxy_field = f"services.{proxy}"
+    proxy_service = as_mapping(services[proxy], proxy_field) if proxy is not None else {}
+    configs = mounted_nginx_configs(proxy_service, proxy_field, compose_dir)
+    # The nginx config is where the port comes from only when the service itself names none.
+    names_port = options.port is not None or service.get("expose") or service.get("ports")
+    proxied = None if names_port else proxied_port(configs, service_name)
+    backend = backend_spec(service, field, options.image, warnings, options.port, proxied)
+    warnings += proxy_warnings + nginx_config_warnings(configs, service_name, backend["port"])
+    port = published_port(proxy_service, proxy_field, warnings) if proxy is not None else None
     spec = {"replicas": spec_replicas, "backend": backend, "proxy": proxy_spec(port, options)}
     warnings += [
         ComposeWarning(f"services.{name}", f"only {service_name} and its proxy become the ScaledApi")
@@ -208,25 +224,11 @@ def convert(compose: Any, service_name: str, options: Options, compose_dir: Path
     return Conversion({"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec}, warnings)
 
 
-def load_compose(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ComposeError(None, f"cannot be read: {error.strerror or error}") from None
-    except UnicodeDecodeError as error:
-        raise ComposeError(None, f"not UTF-8 text: {error.reason}") from None
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ComposeError(None, f"not YAML: {error.problem}{where}") from None
-    except yaml.YAMLError as error:
-        raise ComposeError(None, f"not YAML: {' '.join(str(error).split())}") from None
-
-
 def _bounded(low: int, high: int) -> Callable[[str], int]:
     def whole_number(text: str) -> int:
-        if not text.isdigit() or not low <= int(text) <= high:
-            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {text!r}")
+        if not re.fullmatch(r"[0-9]{1,9}", text) or not low <= int(text) <= high:
+            problem = f"must be a whole number from {low} to {high}, got {shown(text)}"
+            raise argparse.ArgumentTypeError(problem)
         return int(text)
 
     return whole_number
@@ -246,6 +248,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service-type", choices=SERVICE_TYPES, help=service_type)
     node_port = "the proxy Service's node port"
     parser.add_argument("--node-port", metavar="PORT", type=_bounded(*NODE_PORTS), help=node_port)
+    port = "the API's port (default: expose[0], ports[0], the proxy's nginx.conf proxy_pass, or PORT)"
+    parser.add_argument("--port", metavar="N", type=_bounded(1, MAX_PORT), help=port)
+
+
+def one_line(text: str) -> str:
+    """`text` with whatever would start a new line (a control character, a line separator) escaped."""
+    return _LINE_BREAKING.sub(lambda match: ascii(match[0])[1:-1], text)
+
+
+def _say(text: str) -> None:
+    print(f"{PROG}: {one_line(text)}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -259,15 +272,20 @@ def run(args: argparse.Namespace) -> int:
         proxy_image=args.proxy_image,
         service_type=args.service_type,
         node_port=args.node_port,
+        port=args.port,
     )
     try:
         conversion = convert(load_compose(path), args.service, options, path.parent)
+        manifest = yaml.safe_dump(conversion.manifest, sort_keys=False)
     except ComposeError as error:
-        print(f"{PROG}: error: {path}: {error}", file=sys.stderr)
+        _say(f"error: {path}: {error}")
+        return 2
+    except Exception as error:  # the promise to users: one line, exit 2, never a traceback
+        _say(f"error: {path}: cannot be converted ({type(error).__name__}: {shown(str(error))})")
         return 2
     for warning in conversion.warnings:
-        print(f"{PROG}: {warning}", file=sys.stderr)
-    sys.stdout.write(yaml.safe_dump(conversion.manifest, sort_keys=False))
+        _say(str(warning))
+    sys.stdout.write(manifest)
     return 0
 
 
