@@ -79,6 +79,10 @@ SERVER_SET_POD_FIELDS = frozenset(
 SERVER_SET_CONTAINER_FIELDS = frozenset(
     {"imagePullPolicy", "resources", "terminationMessagePath", "terminationMessagePolicy"}
 )
+# The pod's securityContext is ours too (when we set one): the API server fills nothing in it, so a key we
+# no longer set (the sysctl of a port below 1024, after a change back to 5252) or one added by hand
+# (fsGroup) is drift, removed with null in the patch.
+SERVER_SET_POD_SECURITY_FIELDS: frozenset[str] = frozenset()
 SERVER_SET_SERVICE_FIELDS = frozenset(
     {"clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy", "sessionAffinity"}
     | {"type", "externalTrafficPolicy", "allocateLoadBalancerNodePorts", "healthCheckNodePort"}
@@ -102,7 +106,8 @@ POD_SPEC = ("spec", "template", "spec")
 
 
 def hand_added(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> list[Path]:
-    """Fields of a Deployment's pod template spec (and its containers) or of a Service's spec that are in
+    """Fields of a Deployment's pod template spec (its securityContext and its containers too) or of a
+    Service's spec that are in
     `actual` but neither in `desired` nor set by the API server: added by hand, so drift.
 
     Only these maps are looked at, as they decide where and how the pods run and what the Service
@@ -115,6 +120,11 @@ def hand_added(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> list[Pa
         return []
     want, have = _at(desired, *POD_SPEC), _at(actual, *POD_SPEC)
     found: list[Path] = [(*POD_SPEC, key) for key in _extra_keys(want, have, SERVER_SET_POD_FIELDS)]
+    if isinstance(_at(want, "securityContext"), Mapping):
+        security = _extra_keys(
+            _at(want, "securityContext"), _at(have, "securityContext"), SERVER_SET_POD_SECURITY_FIELDS
+        )
+        found += [(*POD_SPEC, "securityContext", key) for key in security]
     pairs = zip(_at(want, "containers") or [], _at(have, "containers") or [], strict=False)
     for index, (mine, theirs) in enumerate(pairs):
         extras = _extra_keys(mine, theirs, SERVER_SET_CONTAINER_FIELDS)

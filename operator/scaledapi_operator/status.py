@@ -5,7 +5,8 @@ Conditions:
 * Ready: every desired backend replica is ready at the current spec, nginx routes to exactly those
   endpoints, and every current nginx pod has Applied the desired config hash.
 * Progressing: a rollout, a scale or a config apply is under way.
-* Degraded: something will not fix itself: an image that cannot be pulled, a crash-looping container,
+* Degraded: something will not fix itself: an image that cannot be pulled, a crash-looping container
+  (with the port it could not bind, when its last words say so),
   an nginx config rejected by `nginx -t`, a stuck Deployment, an object with a child's name that is not
   ours (NameConflict), a child the API server refused (ChildRejected) or failed (ChildApplyFailed), with
   the API server's message and the child's Kind/name.
@@ -14,10 +15,12 @@ Conditions:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaledapi_operator.builders.backend import PRIVILEGED_PORTS_END, UNPRIVILEGED_PORT_SYSCTL
 from scaledapi_operator.spec import ScaledApiSpec
 from scaledapi_operator.weights import Split
 
@@ -132,8 +135,13 @@ def _terminating(pod: Mapping[str, Any]) -> bool:
     return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
-def pod_problems(pods: Sequence[Mapping[str, Any]], what: str) -> list[Problem]:
-    """Containers stuck in a waiting state that needs a human (bad image, crash loop, bad config)."""
+def pod_problems(pods: Sequence[Mapping[str, Any]], what: str, port: int | None = None) -> list[Problem]:
+    """Containers stuck in a waiting state that needs a human (bad image, crash loop, bad config).
+
+    For the API's pods (backend, canary) the message says what to change: the security context an
+    image cannot start under, or the port it could not bind (`port`: spec.backend.port, when the pod
+    does not say its own).
+    """
     found: list[Problem] = []
     for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name", ""))):
         if _terminating(pod):
@@ -152,9 +160,67 @@ def pod_problems(pods: Sequence[Mapping[str, Any]], what: str) -> list[Problem]:
                 if last.get("exitCode") is not None:
                     how = f", {last['reason']}" if last.get("reason") else ""
                     message += f" (last exit code {last['exitCode']}{how})"
-                hint = security_hint(reason, detail) if what == "backend" else ""
+                hint = ""
+                if what in ("backend", "canary"):
+                    bound = _container_port(pod, str(container.get("name", ""))) or port
+                    hint = bind_hint(str(last.get("message") or ""), bound) or security_hint(reason, detail)
                 found.append(Problem(str(reason), f"{message}. {hint}" if hint else message))
     return found
+
+
+def _container_port(pod: Mapping[str, Any], container: str) -> int | None:
+    """The pod's own `http` containerPort (during a port change, old and new pods differ)."""
+    for spec in (pod.get("spec") or {}).get("containers") or []:
+        if spec.get("name") != container:
+            continue
+        for port in spec.get("ports") or []:
+            if port.get("name") == "http" and isinstance(port.get("containerPort"), int):
+                return int(port["containerPort"])
+    return None
+
+
+# What an API prints when it cannot listen (Go, Python, Node, nginx, ...): a socket call with a reason.
+_SOCKET_CALL = re.compile(r"\b(bind|listen)", re.IGNORECASE)
+_DENIED = re.compile(r"permission denied|\beacces\b", re.IGNORECASE)
+_IN_USE = re.compile(r"address already in use|\beaddrinuse\b", re.IGNORECASE)
+_QUOTED_CHARACTERS = 240
+
+
+def bind_failure(message: str) -> str:
+    """The line of a container's last termination message (with terminationMessagePolicy
+    FallbackToLogsOnError, the end of its log) that says it could not bind its port; "" when none does.
+
+    "address already in use" is always a socket's; "permission denied" only with bind or listen in the
+    message (a file the API may not write is another matter: security_hint's).
+    """
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    in_use = [line for line in lines if _IN_USE.search(line)]
+    denied = [line for line in lines if _DENIED.search(line)] if _SOCKET_CALL.search(message) else []
+    candidates = in_use + denied
+    if not candidates:
+        return ""
+    best = next((line for line in candidates if _SOCKET_CALL.search(line)), candidates[-1])
+    if len(best) > _QUOTED_CHARACTERS:
+        best = best[: _QUOTED_CHARACTERS - 3] + "..."
+    return best
+
+
+def bind_hint(message: str, port: int | None) -> str:
+    """What to change when the API's last exit says it could not bind its port (see bind_failure)."""
+    line = bind_failure(message)
+    if not line:
+        return ""
+    if port is not None and port < PRIVILEGED_PORTS_END:
+        return (
+            f"The API could not bind port {port}: {line} (ports below {PRIVILEGED_PORTS_END} get"
+            f" {UNPRIVILEGED_PORT_SYSCTL}=0; check spec.backend.port matches the port the API listens on)"
+        )
+    where = f"spec.backend.port is {port}" if port is not None else "spec.backend.port"
+    return (
+        f"The API could not bind its port: {line} ({where}: check it matches the port the API listens"
+        f" on; a spec.backend.port below {PRIVILEGED_PORTS_END} also gets {UNPRIVILEGED_PORT_SYSCTL}=0,"
+        " so that the API may bind it without capabilities)"
+    )
 
 
 def security_hint(reason: str, detail: str) -> str:
@@ -167,8 +233,9 @@ def security_hint(reason: str, detail: str) -> str:
     if reason == "CrashLoopBackOff":
         return (
             "An image that writes outside /tmp or needs its own user fails under the defaults (a"
-            " read-only root filesystem, uid 10001): see spec.backend.securityContext"
-            " (readOnlyRootFilesystem, runAsUser)"
+            " read-only root filesystem, uid 10001, no capabilities): see spec.backend.securityContext"
+            " (readOnlyRootFilesystem, runAsUser), and that spec.backend.port is the port the API"
+            " listens on"
         )
     return ""
 
@@ -297,8 +364,8 @@ def _degraded(observed: Observed, config: ProxyConfigState) -> dict[str, Any]:
     problems = [
         *observed.problems,
         *config.rejected,
-        *pod_problems(observed.backend_pods, "backend"),
-        *pod_problems(observed.canary_pods, "canary"),
+        *pod_problems(observed.backend_pods, "backend", observed.spec.backend.port),
+        *pod_problems(observed.canary_pods, "canary", observed.spec.backend.port),
         *pod_problems(observed.proxy_pods, "nginx"),
         *deadline_problems(observed.backend, "backend"),
         *deadline_problems(observed.canary, "canary"),

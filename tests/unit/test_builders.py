@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 
 from scaledapi_operator import builders
 from scaledapi_operator.builders.common import CONFIG_HASH_ANNOTATION, Owner, selector_string
+from scaledapi_operator.compare import hand_added, is_subset, undo_patch
 from scaledapi_operator.nginx_conf import NginxSettings
 from scaledapi_operator.spec import ScaledApiSpec, parse_spec
 from scaledapi_operator.spec_errors import SpecError
+from tests.unit.test_reconcile import merge
 
 OWNER = Owner(name="hello", namespace="demo", uid="1234-uid", generation=3)
 LABELS_BACKEND = {
@@ -268,6 +271,48 @@ def test_pods_pass_pod_security_restricted(build: Any, user: int) -> None:
     assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - the pod's emptyDir
     assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
     assert "hostNetwork" not in pod and "hostPID" not in pod
+
+
+SYSCTL = {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}
+
+
+@pytest.mark.parametrize(
+    ("port", "sysctl"), [(80, True), (1, True), (1023, True), (1024, False), (5252, False)]
+)
+def test_a_port_below_1024_gets_the_unprivileged_port_sysctl(port: int, sysctl: bool) -> None:
+    """An API on :80 runs as uid 10001 without capabilities: the pod's network namespace lets it bind."""
+    spec = make_spec(backend={"image": "b", "port": port}, canary={"image": "c", "replicas": 1, "weight": 10})
+    for built in (builders.backend_deployment(OWNER, spec), builders.canary_deployment(OWNER, spec)):
+        assert built is not None
+        pod = built["spec"]["template"]["spec"]["securityContext"]
+        assert pod.get("sysctls") == ([SYSCTL] if sysctl else None)
+        assert pod["runAsUser"] == 10001 and pod["runAsNonRoot"] is True  # still "restricted"
+        assert container(built)["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_a_port_change_adds_and_removes_the_sysctl() -> None:
+    """5252 -> 80 -> 5252 against the stored Deployment: the sysctl left from 80 is drift (a key of the
+    pod's securityContext we no longer set) and the patch removes it."""
+    stored: dict[str, Any] = {}
+    for port, sysctl in ((5252, False), (80, True), (5252, False)):
+        desired = builders.backend_deployment(OWNER, make_spec(backend={"image": "b", "port": port}))
+        added = hand_added(desired, stored)
+        assert (not added and is_subset(desired, stored)) is False
+        stored = merge(stored, undo_patch(desired, added))
+        assert hand_added(desired, stored) == [] and is_subset(desired, stored)
+        assert ("sysctls" in stored["spec"]["template"]["spec"]["securityContext"]) is sysctl
+    by_hand = copy.deepcopy(stored)
+    by_hand["spec"]["template"]["spec"]["securityContext"]["fsGroup"] = 2000
+    assert hand_added(desired, by_hand) == [("spec", "template", "spec", "securityContext", "fsGroup")]
+
+
+def test_the_api_container_reports_its_log_when_it_fails() -> None:
+    """lastState.terminated.message is the end of the log of a container that exits with an error: the
+    Degraded condition quotes a port it could not bind (status.bind_hint)."""
+    spec = make_spec(canary={"image": "c", "replicas": 1, "weight": 10})
+    for built in (builders.backend_deployment(OWNER, spec), builders.canary_deployment(OWNER, spec)):
+        assert built is not None
+        assert container(built)["terminationMessagePolicy"] == "FallbackToLogsOnError"
 
 
 def test_backend_pods_get_no_service_account_token() -> None:

@@ -6,6 +6,8 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from scaledapi_operator.spec import parse_spec
 from scaledapi_operator.status import Observed, Problem, compute_status, invalid_spec_status, pod_problems
 
@@ -314,3 +316,86 @@ def test_waking_up_or_going_to_sleep_posts_no_not_ready_warning() -> None:
     dozing, fell_asleep = compute_status(replace(sleeping, backend=scaling_down), awake, T1)
     assert conditions(dozing)["Ready"]["status"] == "False"
     assert [(t.type, t.reason) for t in fell_asleep] == [("Normal", "ScaledToZero")]
+
+
+def crash_looping(last_words: str, port: int | None = None, container: str = "backend") -> dict[str, Any]:
+    """A pod whose container crash-loops; its last termination message is the end of its log
+    (terminationMessagePolicy FallbackToLogsOnError)."""
+    spec = {"containers": [{"name": container, "ports": [{"name": "http", "containerPort": port}]}]}
+    return {
+        "metadata": {"name": "api-1"},
+        "spec": spec if port is not None else {},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": container,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}},
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": last_words}},
+                }
+            ]
+        },
+    }
+
+
+GO_ON_80 = "2026/12/06 20:00:00 starting\n2026/12/06 20:00:00 listen tcp :80: bind: permission denied\n"
+
+
+def test_a_port_the_api_could_not_bind_is_named_with_the_low_port_sysctl() -> None:
+    (problem,) = pod_problems([crash_looping(GO_ON_80, port=80)], "backend")
+    assert problem.reason == "CrashLoopBackOff"
+    assert "The API could not bind port 80: 2026/12/06 20:00:00 listen tcp :80: bind: permission denied" in (
+        problem.message
+    )
+    assert "net.ipv4.ip_unprivileged_port_start=0" in problem.message
+    assert "check spec.backend.port matches the port the API listens on" in problem.message
+    assert "readOnlyRootFilesystem" not in problem.message  # the bind failure replaces the generic hint
+    # Without the port on the pod, the spec's; the canary runs the same pod.
+    (canary,) = pod_problems([crash_looping(GO_ON_80)], "canary", 80)
+    assert "could not bind port 80" in canary.message
+
+
+def test_an_api_on_a_low_port_while_the_spec_says_another_is_told_to_set_the_port() -> None:
+    (problem,) = pod_problems([crash_looping(GO_ON_80, port=5252)], "backend", 5252)
+    assert "The API could not bind its port: " in problem.message
+    assert "spec.backend.port is 5252: check it matches the port the API listens on" in problem.message
+    assert "below 1024 also gets net.ipv4.ip_unprivileged_port_start=0" in problem.message
+
+
+@pytest.mark.parametrize(
+    "last_words",
+    [
+        "Traceback (most recent call last):\n  self.socket.bind(self.server_address)\n"
+        "PermissionError: [Errno 13] Permission denied",
+        "Error: listen EACCES: permission denied 0.0.0.0:80",
+        "nginx: [emerg] bind() to 0.0.0.0:80 failed (13: Permission denied)",
+        "OSError: [Errno 98] Address already in use",
+    ],
+)
+def test_bind_failures_of_other_runtimes_are_recognised(last_words: str) -> None:
+    (problem,) = pod_problems([crash_looping(last_words, port=80)], "backend")
+    assert "The API could not bind port 80: " in problem.message
+    quoted = problem.message.split("could not bind port 80: ", 1)[1]
+    assert "denied" in quoted.lower() or "in use" in quoted.lower()
+
+
+def test_other_permission_errors_keep_the_security_hint_and_nginx_gets_none() -> None:
+    write = "open /var/lib/app/state.db: permission denied"
+    (problem,) = pod_problems([crash_looping(write, port=80)], "backend")
+    assert "could not bind" not in problem.message
+    assert "readOnlyRootFilesystem" in problem.message
+    (nginx,) = pod_problems([crash_looping(GO_ON_80, port=80, container="nginx")], "nginx")
+    assert "could not bind" not in nginx.message
+
+
+def test_a_long_log_line_is_cut() -> None:
+    (problem,) = pod_problems([crash_looping("bind: permission denied " + "x" * 5000, port=80)], "backend")
+    assert len(problem.message) < 800 and "..." in problem.message
+
+
+def test_degraded_condition_names_the_port_from_the_spec() -> None:
+    spec = parse_spec({**SPEC_DICT, "backend": {"image": "b", "port": 80}})
+    observed = healthy(spec=spec, backend=deployment(2, ready=0), backend_pods=[crash_looping(GO_ON_80)])
+    status, _ = compute_status(observed, {}, T0)
+    degraded = conditions(status)["Degraded"]
+    assert degraded["reason"] == "CrashLoopBackOff"
+    assert "could not bind port 80" in degraded["message"]

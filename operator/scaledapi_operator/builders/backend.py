@@ -24,6 +24,12 @@ from scaledapi_operator.container_spec import EXEC, HTTP, NO_CHECK, Check
 from scaledapi_operator.endpoints import BACKEND_PORT_NAME
 from scaledapi_operator.spec import BackendSpec, ScaledApiSpec
 
+# Ports below this one need CAP_NET_BIND_SERVICE, which the restricted containers drop; the sysctl
+# (a safe one, allowed under Pod Security "restricted") moves the limit to 0 in the pod's own network
+# namespace, so that an API listening on :80 as uid 10001 can bind.
+PRIVILEGED_PORTS_END = 1024
+UNPRIVILEGED_PORT_SYSCTL = "net.ipv4.ip_unprivileged_port_start"
+
 
 def termination_grace_period(spec: ScaledApiSpec) -> int:
     backend = spec.backend
@@ -87,6 +93,9 @@ def backend_container(backend: BackendSpec) -> dict[str, Any]:
             "runAsGroup": security.run_as_group,
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
+        # A container that exits with an error and wrote no /dev/termination-log gets the end of its log
+        # as lastState.terminated.message: the Degraded condition quotes it (a port it could not bind).
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     # Unset: the image's own ENTRYPOINT, CMD and WORKDIR.
     optional = {"command": shape.command, "args": shape.args, "workingDir": shape.working_dir}
@@ -124,19 +133,28 @@ def canary_deployment(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any] | Non
 def _api_deployment(
     owner: Owner, spec: ScaledApiSpec, name: str, component: str, backend: BackendSpec, replicas: int
 ) -> dict[str, Any]:
-    security = backend.container.security
     pod_spec = {
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": termination_grace_period(spec),
-        "securityContext": {
-            "runAsNonRoot": security.run_as_non_root,
-            "runAsUser": security.run_as_user,
-            "runAsGroup": security.run_as_group,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": backend_pod_security_context(backend),
         "containers": [backend_container(backend)],
     }
     return deployment(owner, name, component, replicas, pod_spec)
+
+
+def backend_pod_security_context(backend: BackendSpec) -> dict[str, Any]:
+    """The pod's securityContext; with a port below 1024, the sysctl that lets a process without
+    capabilities bind it (the key is left out otherwise, and compare.py counts a left-over one as drift)."""
+    security = backend.container.security
+    context: dict[str, Any] = {
+        "runAsNonRoot": security.run_as_non_root,
+        "runAsUser": security.run_as_user,
+        "runAsGroup": security.run_as_group,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if backend.port < PRIVILEGED_PORTS_END:
+        context["sysctls"] = [{"name": UNPRIVILEGED_PORT_SYSCTL, "value": "0"}]
+    return context
 
 
 def backend_service(owner: Owner, spec: ScaledApiSpec) -> dict[str, Any]:
