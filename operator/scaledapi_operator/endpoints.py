@@ -1,4 +1,11 @@
-"""Ready backend addresses from the EndpointSlices of NAME-backend (pure)."""
+"""Ready backend addresses from the EndpointSlices of NAME-backend (pure).
+
+Only the slices that Kubernetes' EndpointSlice controller wrote count: anyone who may create an
+EndpointSlice in the namespace can label one `kubernetes.io/service-name=NAME-backend`, and its
+addresses must not become nginx upstreams. Each address is parsed and must be of its slice's family; an
+IPv6 address with a zone (`fe80::1%eth0`) is refused, so that nothing but a plain address reaches
+nginx.conf.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,38 @@ from typing import Any
 from scaledapi_operator.nginx_conf import Endpoint
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+# Who wrote a slice: the control plane's EndpointSlice controller sets this on every slice it manages.
+SLICE_MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+SLICE_CONTROLLER = "endpointslice-controller.k8s.io"
 # The backend container port's name, which the backend Service targets (builders/backend.py).
 BACKEND_PORT_NAME = "http"
-_ADDRESS_TYPES = ("IPv4", "IPv6")
+_ADDRESS_TYPES = {"IPv4": 4, "IPv6": 6}
+
+
+def is_controller_slice(endpoint_slice: Mapping[str, Any]) -> bool:
+    """Whether the EndpointSlice controller wrote this slice (a slice made by hand or by another
+    controller, whatever its service-name label says, is not one of our Service's)."""
+    labels = (endpoint_slice.get("metadata") or {}).get("labels") or {}
+    return isinstance(labels, Mapping) and labels.get(SLICE_MANAGED_BY_LABEL) == SLICE_CONTROLLER
+
+
+def foreign_slices(slices: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The slices that are ignored because the EndpointSlice controller did not write them."""
+    return [s for s in slices if not is_controller_slice(s)]
+
+
+def valid_address(address: Any, version: int) -> str | None:
+    """`address` as a plain IP address of `version` (4 or 6) in its canonical text, or None: not a
+    string, not an address, of the other family, or an IPv6 address with a zone id (`%eth0`)."""
+    if not isinstance(address, str):
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if ip.version != version or (isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None):
+        return None
+    return str(ip)
 
 
 def _sort_key(address: str) -> tuple[int, int]:
@@ -30,20 +66,23 @@ def _slice_port(endpoint_slice: Mapping[str, Any], fallback: int) -> int:
 
 
 def _collect(slices: Iterable[Mapping[str, Any]], fallback_port: int, condition: str) -> list[Endpoint]:
-    """Endpoints whose `condition` is true, one per pod, deduplicated and sorted by address.
+    """Endpoints whose `condition` is true, one per pod, deduplicated and sorted by address, from the
+    slices the EndpointSlice controller wrote; an address that is not valid_address is skipped.
 
     A pod shows up in one slice per address family on a dual-stack cluster; its IPv4 address wins.
     """
     by_pod: dict[str, Endpoint] = {}
     loose: set[Endpoint] = set()
     for endpoint_slice in slices:
-        if endpoint_slice.get("addressType") not in _ADDRESS_TYPES:
+        version = _ADDRESS_TYPES.get(str(endpoint_slice.get("addressType")))
+        if version is None or not is_controller_slice(endpoint_slice):
             continue
         port = _slice_port(endpoint_slice, fallback_port)
         for endpoint in endpoint_slice.get("endpoints") or []:
             if (endpoint.get("conditions") or {}).get(condition) is not True:
                 continue
-            addresses = [Endpoint(ip=a, port=port) for a in endpoint.get("addresses") or [] if a]
+            valid = (valid_address(a, version) for a in endpoint.get("addresses") or [])
+            addresses = [Endpoint(ip=a, port=port) for a in valid if a is not None]
             if not addresses:
                 continue
             target = endpoint.get("targetRef") or {}

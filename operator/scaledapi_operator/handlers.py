@@ -51,7 +51,7 @@ from scaledapi_operator.builders.common import (
     proxy_status_name_of,
 )
 from scaledapi_operator.cache import CHILDREN
-from scaledapi_operator.endpoints import SERVICE_NAME_LABEL
+from scaledapi_operator.endpoints import SERVICE_NAME_LABEL, is_controller_slice
 from scaledapi_operator.kube import KINDS, Kube
 from scaledapi_operator.leadership import RETRY_SECONDS, Leadership
 from scaledapi_operator.reconcile import BEGUN, LOCKS, Begun, Outcome, Poster, Skipped, reconcile_by_name
@@ -423,9 +423,10 @@ def _keep(memo: Any, task: asyncio.Task[Any]) -> None:
 
 def is_backend_slice(body: Mapping[str, Any], owner: str) -> bool:
     """Whether this EndpointSlice is one of NAME-backend's or NAME-canary's (those of NAME-proxy feed
-    no upstream)."""
+    no upstream), written by the EndpointSlice controller (one made by hand feeds none either)."""
     labels = (body.get("metadata") or {}).get("labels") or {}
-    return labels.get(SERVICE_NAME_LABEL) in (backend_name_of(owner), canary_name_of(owner))
+    ours = labels.get(SERVICE_NAME_LABEL) in (backend_name_of(owner), canary_name_of(owner))
+    return ours and is_controller_slice(body)
 
 
 def fast_path(kube: Kube, namespace: str, name: str, post: Poster) -> None:

@@ -151,6 +151,9 @@ def _server_address(endpoint: Endpoint) -> Address:
         ip = ipaddress.ip_address(endpoint.ip)
     except ValueError as exc:
         raise ValueError(f"endpoint ip is not an IP address: {endpoint.ip!r}") from exc
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        # ipaddress keeps a zone (fe80::1%eth0) in the text; nginx.conf gets plain addresses only.
+        raise ValueError(f"endpoint ip has a zone id: {endpoint.ip!r}")
     port = _check_int("endpoint port", endpoint.port, 1, 65535)
     return (ip.version, ip, port)
 

@@ -18,6 +18,7 @@ because the waiting one lists afresh.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,7 +26,12 @@ from typing import Any, TypeVar
 from scaledapi_operator import builders
 from scaledapi_operator.builders.common import backend_name, canary_name, proxy_name
 from scaledapi_operator.cache import CHILDREN
-from scaledapi_operator.endpoints import SERVICE_NAME_LABEL, ready_endpoints
+from scaledapi_operator.endpoints import (
+    SERVICE_NAME_LABEL,
+    SLICE_MANAGED_BY_LABEL,
+    foreign_slices,
+    ready_endpoints,
+)
 from scaledapi_operator.keyed import Key, KeyedPlans
 from scaledapi_operator.kube import ApiError, Kube, error_message
 from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, config_hash, render_nginx_conf
@@ -105,6 +111,43 @@ def _of_service(slices: list[dict[str, Any]], name: str) -> list[dict[str, Any]]
     ]
 
 
+class ForeignSlices:
+    """Which foreign EndpointSlices (not the EndpointSlice controller's, endpoints.is_controller_slice)
+    were logged: each is logged once, when first listed, by uid."""
+
+    LIMIT = 10000  # forgotten all at once past this: a slice logged again now and then costs nothing
+
+    def __init__(self) -> None:
+        self._logged: set[str] = set()
+        self._guard = threading.Lock()
+
+    def log_new(self, owner: builders.Owner, slices: list[dict[str, Any]]) -> None:
+        for endpoint_slice in foreign_slices(slices):
+            meta = endpoint_slice.get("metadata") or {}
+            uid = str(meta.get("uid") or meta.get("name") or "")
+            with self._guard:
+                if uid in self._logged:
+                    continue
+                if len(self._logged) >= self.LIMIT:
+                    self._logged.clear()
+                self._logged.add(uid)
+            labels = meta.get("labels") or {}
+            logger.warning(
+                "%s/%s: EndpointSlice %s is ignored: labelled %s=%s but not written by the EndpointSlice"
+                " controller (%s=%r)",
+                owner.namespace,
+                owner.name,
+                meta.get("name", "?"),
+                SERVICE_NAME_LABEL,
+                labels.get(SERVICE_NAME_LABEL, ""),
+                SLICE_MANAGED_BY_LABEL,
+                labels.get(SLICE_MANAGED_BY_LABEL),
+            )
+
+
+FOREIGN_SLICES = ForeignSlices()
+
+
 def list_upstream(kube: Kube, owner: builders.Owner, source: Source, *, with_slices: bool) -> Upstream:
     """The config for the ready endpoints now, one list of the slices of NAME-backend (and of
     NAME-canary while a canary runs); with_slices=False (NAME-backend is not ours, so its slices are
@@ -116,6 +159,8 @@ def list_upstream(kube: Kube, owner: builders.Owner, source: Source, *, with_sli
     if source.canary_weight is not None:
         names.append(canary_name(owner))
     slices = kube.list_objects("EndpointSlice", owner.namespace, _slice_selector(names))
+    # ready_endpoints uses only the EndpointSlice controller's slices; the others are logged once.
+    FOREIGN_SLICES.log_new(owner, slices)
     # With scale to zero, no ready copy means the activator's config, which holds requests until one
     # is ready: better than the stopping copies, whose listener closes at the end of their preStop
     # delay. A wake-up that comes while the copies put to sleep are still stopping would otherwise send

@@ -16,7 +16,7 @@ from scaledapi_operator.kube import KINDS
 from scaledapi_operator.reconcile import CREATED, DELETED, UNCHANGED
 from scaledapi_operator.spec import parse_spec
 from scaledapi_operator.upstream import sync_upstream
-from tests.unit.test_reconcile import FakeKube, reconcile, scaledapi
+from tests.unit.test_reconcile import CONTROLLER, FakeKube, reconcile, scaledapi
 
 CANARY = {"image": "scaledapi/backend:v2", "weight": 20, "replicas": 1}
 CHILD = ("Deployment", "demo", "hello-canary")
@@ -32,7 +32,7 @@ def with_canary(canary: dict[str, Any] | None = CANARY, **kwargs: Any) -> dict[s
 def version_slice(service: str, *addresses: str) -> dict[str, Any]:
     return {
         "addressType": "IPv4",
-        "metadata": {"labels": {"kubernetes.io/service-name": service}},
+        "metadata": {"labels": {"kubernetes.io/service-name": service} | CONTROLLER},
         "endpoints": [
             {"addresses": [a], "conditions": {"ready": True}, "targetRef": {"uid": a}} for a in addresses
         ],
@@ -172,11 +172,14 @@ def test_a_users_deployment_named_like_the_canary_is_never_taken_nor_deleted() -
 
 def test_the_canary_slices_trigger_the_fast_path() -> None:
     def labelled(service: str) -> dict[str, Any]:
-        return {"metadata": {"labels": {"kubernetes.io/service-name": service}}}
+        return {"metadata": {"labels": {"kubernetes.io/service-name": service} | CONTROLLER}}
 
     assert is_backend_slice(labelled("hello-canary"), "hello")
     assert is_backend_slice(labelled("hello-backend"), "hello")
     assert not is_backend_slice(labelled("hello-proxy"), "hello")
+    by_hand = labelled("hello-backend")
+    del by_hand["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"]
+    assert not is_backend_slice(by_hand, "hello")  # not the EndpointSlice controller's: feeds nothing
 
 
 def test_the_operator_may_delete_every_kind_it_removes() -> None:

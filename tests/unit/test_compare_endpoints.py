@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from scaledapi_operator.compare import differences, hand_added, is_subset, undo_patch
-from scaledapi_operator.endpoints import ready_addresses, ready_endpoints
+from scaledapi_operator.endpoints import (
+    SERVICE_NAME_LABEL,
+    SLICE_CONTROLLER,
+    SLICE_MANAGED_BY_LABEL,
+    foreign_slices,
+    ready_addresses,
+    ready_endpoints,
+    valid_address,
+)
 from scaledapi_operator.nginx_conf import Endpoint
 
 
@@ -65,8 +73,12 @@ def test_types_matter() -> None:
     assert is_subset({"emptyDir": {}}, {"emptyDir": {}})
 
 
-def slice_(address_type: str, *endpoints: dict[str, Any]) -> dict[str, Any]:
-    return {"addressType": address_type, "endpoints": list(endpoints)}
+def slice_(
+    address_type: str, *endpoints: dict[str, Any], managed_by: str = SLICE_CONTROLLER
+) -> dict[str, Any]:
+    """A slice of NAME-backend as the EndpointSlice controller writes it (or another writer)."""
+    labels = {SERVICE_NAME_LABEL: "hello-backend", SLICE_MANAGED_BY_LABEL: managed_by}
+    return {"metadata": {"labels": labels}, "addressType": address_type, "endpoints": list(endpoints)}
 
 
 def ep(address: str, ready: bool | None, pod: str | None = None, terminating: bool = False) -> dict[str, Any]:
@@ -114,6 +126,39 @@ def test_each_pod_keeps_its_own_slices_port() -> None:
         Endpoint("10.0.0.4", 6000),  # no `http` port in its slice: the spec's port
         Endpoint("10.0.0.7", 5252),
     ]
+
+
+def test_only_the_endpointslice_controllers_slices_count() -> None:
+    """Anyone who may create EndpointSlices in the namespace can label one with NAME-backend's service
+    name: its addresses must not become upstreams, whoever wrote it."""
+    ours = slice_("IPv4", ep("10.0.0.5", True, "a"))
+    forged = slice_("IPv4", ep("10.0.0.66", True, "x"), managed_by="someone")
+    unlabelled = slice_("IPv4", ep("10.0.0.67", True, "y"))
+    del unlabelled["metadata"]["labels"][SLICE_MANAGED_BY_LABEL]
+    assert ready_endpoints([ours, forged, unlabelled], 5252) == [Endpoint("10.0.0.5", 5252)]
+    assert ready_endpoints([forged, unlabelled], 5252) == []
+    assert foreign_slices([ours, forged, unlabelled]) == [forged, unlabelled]
+
+
+def test_addresses_must_be_plain_addresses_of_the_slices_family() -> None:
+    assert valid_address("10.0.0.5", 4) == "10.0.0.5"
+    assert valid_address("fd00:0::5", 6) == "fd00::5"  # canonical text
+    for bad, version in [
+        ("fe80::1%eth0", 6),  # a zone id: never pasted into nginx.conf
+        ("fe80::1%25eth0", 6),
+        ("10.0.0.5", 6),  # of the other family
+        ("fd00::5", 4),
+        ("10.0.0.5; include /etc/passwd", 4),
+        ("", 4),
+        (None, 4),
+        (167772165, 4),  # an int is no address text
+    ]:
+        assert valid_address(bad, version) is None, bad
+    slices = [
+        slice_("IPv6", ep("fe80::1%eth0", True, "a"), ep("fd00::7", True, "b")),
+        slice_("IPv4", ep("fd00::8", True, "c"), ep("10.0.0.9; x", True, "d"), ep("10.0.0.4", True, "e")),
+    ]
+    assert ready_endpoints(slices, 5252) == [Endpoint("10.0.0.4", 5252), Endpoint("fd00::7", 5252)]
 
 
 def test_hand_added_fields_and_the_patch_that_removes_them() -> None:

@@ -78,6 +78,7 @@ def test_ipv6_is_bracketed_and_normalised() -> None:
         Endpoint("10.0.0.256", 5252),
         Endpoint("10.0.0.1; include /etc/passwd", 5252),
         Endpoint("example.com", 5252),
+        Endpoint("fe80::1%eth0", 5252),  # ipaddress parses a zone id and would print it
         Endpoint("", 5252),
         Endpoint("10.0.0.1", 0),
         Endpoint("10.0.0.1", 65536),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from scaledapi_operator.cache import CHILDREN
-from scaledapi_operator.endpoints import SERVICE_NAME_LABEL
+from scaledapi_operator.endpoints import SERVICE_NAME_LABEL, SLICE_CONTROLLER, SLICE_MANAGED_BY_LABEL
 from scaledapi_operator.handlers import owner_name
 from scaledapi_operator.kube import ApiError, Kube
 from scaledapi_operator.ownership import ADOPT_ANNOTATION
@@ -29,6 +29,8 @@ from scaledapi_operator.reconcile import (
 from scaledapi_operator.reconcile import reconcile as reconcile_once
 
 NOW = "2025-01-01T00:00:00Z"
+# The label the EndpointSlice controller puts on the slices it writes: only those feed nginx.
+CONTROLLER = {SLICE_MANAGED_BY_LABEL: SLICE_CONTROLLER}
 
 
 def reconcile(kube: FakeKube, body: dict[str, Any], now: Callable[[], str] = lambda: NOW) -> Outcome:
@@ -466,7 +468,11 @@ def test_endpoints_of_a_backend_service_that_is_not_ours_are_not_used() -> None:
         "spec": {"type": "ClusterIP"},
     }
     kube.slices = [
-        {"addressType": "IPv4", "endpoints": [{"addresses": ["10.9.9.9"], "conditions": {"ready": True}}]}
+        {
+            "metadata": {"labels": {SERVICE_NAME_LABEL: "hello-backend"} | CONTROLLER},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.9.9.9"], "conditions": {"ready": True}}],
+        }
     ]
     outcome = reconcile(kube, scaledapi(), now=lambda: NOW)
     assert "10.9.9.9" not in kube.objects[("ConfigMap", "demo", "hello-proxy")]["data"]["nginx.conf"]
@@ -580,7 +586,7 @@ def test_ready_endpoints_reach_the_nginx_config() -> None:
     kube = FakeKube()
     kube.slices = [
         {
-            "metadata": {"labels": {SERVICE_NAME_LABEL: "hello-backend"}},
+            "metadata": {"labels": {SERVICE_NAME_LABEL: "hello-backend"} | CONTROLLER},
             "addressType": "IPv4",
             "endpoints": [
                 {"addresses": ["10.244.0.7"], "conditions": {"ready": True}},

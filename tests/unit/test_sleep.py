@@ -17,7 +17,7 @@ from scaledapi_proxy.applier import APPLIED, ApplyResult
 from scaledapi_proxy.sync import Syncer
 from scaledapi_proxy.watch import ConfigMapState
 from scaledapi_proxy.zero import ScaleToZero, servers_of, settings_of
-from tests.unit.test_reconcile import FakeKube, reconcile, scaledapi
+from tests.unit.test_reconcile import CONTROLLER, FakeKube, reconcile, scaledapi
 
 ZERO = {"idleSeconds": 30, "wakeTimeoutSeconds": 20}
 
@@ -99,7 +99,7 @@ def stopping_copy_slice() -> dict[str, Any]:
     """The backend's slice while its only copies stop (put to sleep): serving, terminating, not ready."""
     conditions = {"ready": False, "serving": True, "terminating": True}
     return {
-        "metadata": {"labels": {SERVICE_NAME_LABEL: "hello-backend"}},
+        "metadata": {"labels": {SERVICE_NAME_LABEL: "hello-backend"} | CONTROLLER},
         "addressType": "IPv4",
         "endpoints": [{"addresses": ["10.244.0.9"], "conditions": conditions}],
     }

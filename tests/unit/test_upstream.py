@@ -16,7 +16,14 @@ from scaledapi_operator import handlers
 from scaledapi_operator.reconcile import reconcile, reconcile_by_name
 from scaledapi_operator.retry import RetryQueue
 from scaledapi_operator.upstream import UPSTREAMS, sync_upstream
-from tests.unit.test_reconcile import NOW, FakeKube, refusal, scaledapi, users_configmap
+from tests.unit.test_reconcile import (
+    CONTROLLER,
+    NOW,
+    FakeKube,
+    refusal,
+    scaledapi,
+    users_configmap,
+)
 
 KEY = ("demo", "hello")
 CONFIG = ("ConfigMap", "demo", "hello-proxy")
@@ -32,7 +39,7 @@ def no_plans() -> Iterator[None]:
 def ready_slice(*addresses: str) -> dict[str, Any]:
     return {
         "addressType": "IPv4",
-        "metadata": {"labels": {"kubernetes.io/service-name": "hello-backend"}},
+        "metadata": {"labels": {"kubernetes.io/service-name": "hello-backend"} | CONTROLLER},
         "endpoints": [
             {"addresses": [a], "conditions": {"ready": True}, "targetRef": {"uid": a}} for a in addresses
         ],
@@ -70,6 +77,24 @@ def reconciled(kube: CountingKube, *addresses: str) -> None:
     reconcile(kube, scaledapi(), now=lambda: NOW)
     kube.requests.clear()
     kube.writes.clear()
+
+
+def test_a_slice_not_written_by_the_endpointslice_controller_is_ignored_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube = CountingKube()
+    reconciled(kube, "10.244.0.5")
+    forged = ready_slice("10.66.0.1")
+    forged["metadata"] |= {"name": "hello-backend-forged", "uid": "forged-uid"}
+    forged["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] = "someone"
+    kube.slices.append(forged)
+    with caplog.at_level("WARNING", logger="scaledapi_operator.upstream"):
+        for _ in range(3):
+            assert not sync_upstream(kube, *KEY).written
+    assert "10.66.0.1" not in kube.objects[CONFIG]["data"]["nginx.conf"]
+    logged = [r.getMessage() for r in caplog.records if "hello-backend-forged" in r.getMessage()]
+    assert len(logged) == 1, logged
+    assert "not written by the EndpointSlice controller" in logged[0]
 
 
 def test_without_a_reconcile_first_it_writes_nothing() -> None:
@@ -159,6 +184,7 @@ def slice_event_body(service: str) -> dict[str, Any]:
         "app.kubernetes.io/managed-by": "scaledapi-operator",
         "app.kubernetes.io/instance": "hello",
         "kubernetes.io/service-name": service,
+        **CONTROLLER,
     }
     return {"metadata": {"name": f"{service}-abcde", "namespace": "demo", "labels": labels}}
 
