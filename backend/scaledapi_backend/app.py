@@ -2,6 +2,8 @@
 
 Environment: ``GREETING`` (default ``Hello``), ``POD_NAME`` (the instance; falls back to the hostname).
 ``PORT`` and ``GRACEFUL_TIMEOUT`` are read by the gunicorn config.
+
+``POST /api/echo`` answers the length of the body it was sent (and the instance): a POST for the tests.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ DEFAULT_GREETING = "Hello"
 # cannot hold a worker for long.
 WORK_DEFAULT_MS = 20
 WORK_MAX_MS = 1000
+ECHO_CHUNK = 64 * 1024  # POST /api/echo reads the body in pieces of this size
 
 
 def burn_cpu(ms: int) -> int:
@@ -57,6 +60,12 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
             return jsonify(error=f"ms must be an integer 0..{WORK_MAX_MS}"), 400
         burn_cpu(ms)
         return jsonify(instance=instance, ms=ms)
+
+    @app.post("/api/echo")
+    def echo() -> Response:
+        # The body's length, counted as it is read (never held whole): a POST for the proxy's tests.
+        length = sum(len(chunk) for chunk in iter(lambda: request.stream.read(ECHO_CHUNK), b""))
+        return jsonify(instance=instance, bytes=length)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -50,6 +50,15 @@ def test_work_refuses_a_bad_duration(query: str) -> None:
     assert "ms must be" in resp.get_json()["error"]
 
 
+@pytest.mark.parametrize("size", [0, 1, 65536, 1024 * 1024])
+def test_echo_answers_the_length_of_the_body_it_was_sent(size: int) -> None:
+    client = create_app({"POD_NAME": "p"}).test_client()
+    resp = client.post("/api/echo", data=b"x" * size)
+    assert resp.status_code == 200
+    assert resp.get_json() == {"instance": "p", "bytes": size}
+    assert client.get("/api/echo").status_code == 405
+
+
 def test_unknown_path_and_method() -> None:
     client = create_app({}).test_client()
     assert client.get("/nope").status_code == 404

@@ -1,0 +1,259 @@
+"""What is held while asleep is bounded, through the real nginx and directly at the activator's socket.
+
+nginx refuses first: past ``max_held_requests`` held at once a request gets 503 with Retry-After, a body
+over ``max_held_body_bytes`` 413, at once, without reaching the activator. The activator enforces both
+again on its own (a connection over the cap is answered by its accepting thread), so that its threads
+and held bodies never grow past the cap; a held request whose client went away is let go.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from scaledapi_operator.nginx_conf import NginxSettings, render_nginx_conf
+from scaledapi_proxy.zero import ACTIVATOR_SOCKET, ACTIVITY_SOCKET, Activator, Activity, ScaleToZero, Upstream
+from tests.integration.itest_support import Backend, Nginx, let_workers_reach, wait_for
+
+CAP = 8
+BODY_LIMIT = 4096
+ZERO = ScaleToZero(
+    idle_seconds=5, wake_timeout_seconds=30, max_held_requests=CAP, max_held_body_bytes=BODY_LIMIT
+)
+PROMPT_S = 2.0  # a refusal comes at once: well within this, while the held ones wait for 30 s
+
+
+class Reloader:
+    """The activity and activator threads of scaledapi_proxy.main.Reloader, with ZERO's limits."""
+
+    def __init__(self, runtime: Path, zero: ScaleToZero = ZERO) -> None:
+        self.stopping = threading.Event()
+        self.activity = Activity()
+        self.upstream = Upstream()
+        self.forwarded: list[int] = []
+        self.activator = Activator(
+            str(runtime / ACTIVATOR_SOCKET),
+            self.activity,
+            self.upstream,
+            lambda: zero.wake_timeout_seconds,
+            lambda _host, _port, status, _seconds: self.forwarded.append(status),
+            max_held=lambda: zero.max_held_requests,
+            max_body_bytes=lambda: zero.max_held_body_bytes,
+        )
+        for target in (
+            lambda: self.activity.receive(str(runtime / ACTIVITY_SOCKET), self.stopping),
+            lambda: self.activator.serve(self.stopping),
+        ):
+            threading.Thread(target=target, daemon=True).start()
+        wait_for(lambda: self.activator.server is not None, 5, "the activator to listen")
+        wait_for(lambda: (runtime / ACTIVITY_SOCKET).exists(), 5, "the activity socket")
+
+    def wake(self, backend: Backend) -> None:
+        self.upstream.offer(render_nginx_conf(NginxSettings(scale_to_zero=ZERO), [backend.endpoint]))
+
+
+def held_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "held-request")
+
+
+@pytest.fixture
+def asleep(start_nginx: Callable[..., Nginx]) -> Iterator[tuple[Nginx, Reloader]]:
+    nginx = start_nginx([], scale_to_zero=ZERO)
+    runtime = Path(nginx.settings.runtime_dir)
+    let_workers_reach(runtime)
+    reloader = Reloader(runtime)
+    yield nginx, reloader
+    reloader.stopping.set()
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int | None
+    seconds: float
+    retry_after: str | None
+    body: dict[str, object]
+    error: str | None = None
+
+
+def post(url: str, size: int, timeout_s: float = 60.0) -> Answer:
+    started = time.monotonic()
+    try:
+        response = requests.post(
+            f"{url}/api/echo", data=b"x" * size, timeout=timeout_s, headers={"Connection": "close"}
+        )
+    except requests.RequestException as exc:
+        return Answer(None, time.monotonic() - started, None, {}, f"{type(exc).__name__}: {exc}")
+    seconds = time.monotonic() - started
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"text": response.text[:200]}
+    return Answer(response.status_code, seconds, response.headers.get("Retry-After"), body)
+
+
+def test_past_the_cap_nginx_refuses_at_once_while_the_held_ones_wait_and_are_answered(
+    asleep: tuple[Nginx, Reloader], start_backends: Callable[..., list[Backend]]
+) -> None:
+    nginx, reloader = asleep
+    (backend,) = start_backends("woken-0")
+    most_threads = 0
+    watching = threading.Event()
+
+    def watch_threads() -> None:
+        nonlocal most_threads
+        while not watching.is_set():
+            most_threads = max(most_threads, held_threads())
+            time.sleep(0.005)  # sampling interval of the thread count
+
+    watcher = threading.Thread(target=watch_threads, daemon=True)
+    watcher.start()
+    with ThreadPoolExecutor(max_workers=CAP + 100) as pool:
+        held = [pool.submit(post, nginx.url, BODY_LIMIT) for _ in range(CAP)]
+        wait_for(lambda: reloader.activator.holding == CAP, 10, f"the activator to hold {CAP} requests")
+        assert held_threads() == CAP
+        # A flood on top: every one is refused at once, none reaches the activator.
+        refused = list(pool.map(lambda _: post(nginx.url, BODY_LIMIT), range(100)))
+        assert reloader.activator.holding == CAP and not any(f.done() for f in held)
+        assert held_threads() == CAP
+        wait_for(lambda: reloader.activity.datagrams >= 1, 5, "a datagram for a refused request")
+        refused_datagrams = reloader.activity.datagrams
+        reloader.wake(backend)
+        answered = [f.result() for f in held]
+    watching.set()
+    watcher.join(5)
+
+    assert [a.status for a in refused] == [503] * 100, {a.status or a.error for a in refused}
+    assert {a.retry_after for a in refused} == {"1"}
+    assert {str(a.body.get("reason")) for a in refused} == {
+        f"{CAP} requests are held already while the backend wakes up"
+    }
+    assert max(a.seconds for a in refused) < PROMPT_S, sorted(a.seconds for a in refused)[-5:]
+    assert reloader.activator.refused == 0  # nginx refused them, before the activator
+    # The refused requests still count as requests: nginx sends a datagram for each (those of the held
+    # ones come when they are answered). Not all of a burst's arrive: a unix datagram socket queues
+    # only net.unix.max_dgram_qlen (10 by default) and nginx drops what does not fit.
+    assert refused_datagrams >= 1
+
+    assert [a.status for a in answered] == [200] * CAP, [a.error or a.body for a in answered]
+    assert [a.body for a in answered] == [{"instance": "woken-0", "bytes": BODY_LIMIT}] * CAP
+    assert most_threads == CAP, f"{most_threads} held-request threads at most, the cap is {CAP}"
+    wait_for(lambda: held_threads() == 0 and reloader.activator.holding == 0, 5, "the held threads to end")
+    refusal = sorted(a.seconds for a in refused)
+    print(f"100 refusals past a cap of {CAP}: median {refusal[50]:.3f}s, max {refusal[-1]:.3f}s")
+
+
+def test_a_larger_body_gets_413_at_once_and_still_counts_as_a_request(asleep: tuple[Nginx, Reloader]) -> None:
+    nginx, reloader = asleep
+    answer = post(nginx.url, BODY_LIMIT + 1)
+    assert answer.status == 413, answer
+    assert answer.body == {
+        "error": "payload too large",
+        "reason": f"a request that comes while the backend wakes up may carry at most {BODY_LIMIT} bytes",
+    }
+    assert answer.seconds < PROMPT_S
+    wait_for(lambda: reloader.activity.datagrams == 1, 5, "nginx's datagram for the refused request")
+    assert reloader.activator.holding == 0 and reloader.activator.too_large == 0  # nginx refused it
+    assert post(nginx.url, BODY_LIMIT, timeout_s=0.5).error is not None  # the limit itself: held
+
+
+def test_a_held_request_whose_client_went_away_is_let_go_and_not_sent_on(
+    asleep: tuple[Nginx, Reloader], start_backends: Callable[..., list[Backend]]
+) -> None:
+    nginx, reloader = asleep
+    answer = post(nginx.url, 10, timeout_s=0.5)  # the client gives up while it is held
+    assert answer.error is not None and "Timeout" in answer.error
+    wait_for(lambda: reloader.activator.holding == 0, 5, "the activator to let the request go")
+    wait_for(lambda: held_threads() == 0, 5, "its thread to end")
+    (backend,) = start_backends("woken-0")
+    reloader.wake(backend)
+    assert post(nginx.url, 10).status == 200  # nginx still has the asleep config: held, then forwarded
+    assert reloader.forwarded == [200]  # only this one reached the backend
+
+
+# --- the activator on its own: a client that does not respect nginx's limits ---------------------------
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout_s: float) -> None:
+        super().__init__("localhost", timeout=timeout_s)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(str(self.path))
+        self.sock = sock
+
+
+def direct_post(
+    path: Path, size: int, timeout_s: float = 60.0
+) -> tuple[int, dict[str, str], dict[str, object]]:
+    """One POST straight to the activator's socket, as nginx sends it (HTTP/1.0, a length, the body)."""
+    connection = UnixConnection(path, timeout_s)
+    try:
+        connection.request("POST", "/api/echo", body=b"y" * size, headers={"Connection": "close"})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), json.loads(response.read())
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def alone(tmp_path: Path) -> Iterator[tuple[Path, Reloader]]:
+    reloader = Reloader(tmp_path, ScaleToZero(5, 30, max_held_requests=2, max_held_body_bytes=BODY_LIMIT))
+    yield tmp_path / ACTIVATOR_SOCKET, reloader
+    reloader.stopping.set()
+
+
+def test_the_activator_refuses_past_its_cap_in_its_accepting_thread(
+    alone: tuple[Path, Reloader], start_backends: Callable[..., list[Backend]]
+) -> None:
+    path, reloader = alone
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        held = [pool.submit(direct_post, path, BODY_LIMIT) for _ in range(2)]
+        wait_for(lambda: reloader.activator.holding == 2, 5, "the activator to hold 2 requests")
+        started = time.monotonic()
+        for _ in range(20):  # each with a body the activator reads and drops, so that nginx could send it
+            status, headers, body = direct_post(path, BODY_LIMIT, timeout_s=PROMPT_S)
+            assert (status, headers["Retry-After"]) == (503, "1")
+            assert body["reason"] == "2 requests are held already while the backend wakes up"
+        refusals_s = time.monotonic() - started
+        assert held_threads() == 2 and reloader.activator.refused == 20
+        (backend,) = start_backends("woken-0")
+        reloader.wake(backend)
+        answers = [f.result() for f in held]
+    assert [(status, body) for status, _, body in answers] == [
+        (200, {"instance": "woken-0", "bytes": BODY_LIMIT})
+    ] * 2
+    assert refusals_s < PROMPT_S
+    wait_for(lambda: held_threads() == 0, 5, "the held threads to end")
+
+
+def test_the_activator_refuses_a_larger_body_without_holding_it(alone: tuple[Path, Reloader]) -> None:
+    path, reloader = alone
+    status, headers, body = direct_post(path, BODY_LIMIT + 1, timeout_s=PROMPT_S)
+    assert status == 413 and "Retry-After" not in headers
+    assert body["error"] == "payload too large"
+    assert reloader.activator.too_large == 1 and reloader.activator.holding == 0
+    wait_for(lambda: held_threads() == 0, 5, "its thread to end")
+
+
+def test_a_request_without_a_usable_length_is_refused(alone: tuple[Path, Reloader]) -> None:
+    path, reloader = alone
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(PROMPT_S)
+        sock.connect(str(path))
+        sock.sendall(b"POST /api/echo HTTP/1.0\r\nContent-Length: lots\r\n\r\n")
+        head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert reloader.activator.holding == 0
