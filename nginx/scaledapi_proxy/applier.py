@@ -3,9 +3,11 @@
 A text that fails the check never touches the live file. Integration tests drive this class against a real
 nginx; the reloader calls it for every changed ConfigMap text.
 
-``apply`` either returns a definite result (Applied, or Rejected by nginx itself) or raises ``ApplyError``
-when it could not find out (an I/O error, ``nginx -t`` timed out or was killed, the master went away); the
-caller retries those, and only a definite result is remembered in ``last_hash``.
+``apply`` either returns a definite result (Applied, or Rejected by ``nginx -t``) or raises ``ApplyError``
+when it could not find out or did not get there (an I/O error, ``nginx -t`` timed out or was killed, the
+master went away, or it kept its old config after SIGHUP); the caller retries those, and only a definite
+result is remembered in ``last_hash``. When the text was put live but the master did not take it, the
+previous file is put back first: the live file is always what the running master serves.
 """
 
 from __future__ import annotations
@@ -177,6 +179,7 @@ class NginxApplier:
 
         pid = self.master_pid()
         before = worker_pids(pid) if pid is not None else None
+        previous = self._read_live() if pid is not None else None  # what the running master serves
         os.replace(self.candidate_path, self.live_path)  # atomic: nginx never reads a half-written file
         if pid is None:
             end = time.monotonic()
@@ -191,20 +194,47 @@ class NginxApplier:
             )
 
         hup = time.monotonic()
-        os.kill(pid, signal.SIGHUP)
-        state, message = self._await_new_workers(pid, before)
+        try:
+            os.kill(pid, signal.SIGHUP)
+            message = self._await_new_workers(pid, before)
+        except (ApplyError, OSError) as exc:
+            raise ApplyError(f"{exc}{self._restore(previous)}") from exc
         end = time.monotonic()
-        return ApplyResult(digest, state, message, check_ms, (end - hup) * 1000, (end - start) * 1000, True)
+        return ApplyResult(digest, APPLIED, message, check_ms, (end - hup) * 1000, (end - start) * 1000, True)
 
-    def _await_new_workers(self, pid: int, before: set[int] | None) -> tuple[str, str]:
-        """Wait until nginx serves new connections with the new config only.
+    def _read_live(self) -> bytes | None:
+        """The live file as it is (None when there is none yet)."""
+        try:
+            with open(self.live_path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def _restore(self, previous: bytes | None) -> str:
+        """Put the file the master serves back live after a reload it did not take; what to add to the
+        error's message."""
+        if previous is None:
+            return ""
+        try:
+            fd = os.open(self.candidate_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(previous)
+            os.replace(self.candidate_path, self.live_path)
+        except OSError as exc:
+            return f"; the previous file could not be put back: {type(exc).__name__}: {exc}"
+        return "; the previous file is live again"
+
+    def _await_new_workers(self, pid: int, before: set[int] | None) -> str:
+        """Wait until nginx serves new connections with the new config only; the result's message.
 
         The master starts new workers, pauses about 100 ms, then tells the old workers to stop accepting;
         until then both generations accept. Done = a new worker runs and every old one has exited or
-        renamed itself "worker process is shutting down".
+        renamed itself "worker process is shutting down". ApplyError when the master went away, or
+        started no new worker in time: it kept its old config (a port it cannot bind, say; its error is
+        in the nginx log), which may well pass, so it is no verdict on the text.
         """
         if before is None:
-            return APPLIED, "nginx -t ok; reload signalled (workers not observable)"
+            return "nginx -t ok; reload signalled (workers not observable)"
         deadline = time.monotonic() + self.reload_confirm_s
         while True:
             now = worker_pids(pid)
@@ -212,18 +242,13 @@ class NginxApplier:
                 raise ApplyError("nginx master went away during the reload")
             fresh = now - before
             if fresh and all(not is_accepting_worker(old) for old in before & now):
-                return APPLIED, f"nginx -t ok; reloaded, new workers {sorted(fresh)}"
+                return f"nginx -t ok; reloaded, new workers {sorted(fresh)}"
             if time.monotonic() >= deadline:
                 if fresh:
-                    return (
-                        APPLIED,
-                        f"nginx -t ok; reloaded, new workers {sorted(fresh)}, old ones still accepting",
-                    )
-                # The master is alive and kept its old config: nginx refused the text at reload (its error
-                # is in the nginx log). A definite answer, like a failed nginx -t.
-                return REJECTED, (
+                    return f"nginx -t ok; reloaded, new workers {sorted(fresh)}, old ones still accepting"
+                raise ApplyError(
                     f"nginx -t ok but nginx started no new workers within {self.reload_confirm_s:g}s "
-                    "after SIGHUP; see the nginx log"
+                    "after SIGHUP (it kept its old config; see the nginx log)"
                 )
             time.sleep(0.002)  # poll interval, bounded by the deadline above
 

@@ -2,9 +2,11 @@
 
 The watch thread ``offer``s every ConfigMap it sees; the sync thread ``run``s this loop:
 
-* the newest text is applied until it has a definite result: Applied, or Rejected by nginx. An I/O error
-  or an ``nginx -t`` timeout (``ApplyError``) is no result: the same text is tried again after a backoff
-  (BACKOFF_MIN_S doubling up to BACKOFF_MAX_S), and a newer text is tried at once;
+* the newest text is applied until it has a definite result: Applied, or Rejected by ``nginx -t``. An
+  I/O error, an ``nginx -t`` timeout or a reload the nginx master did not take (no new workers after
+  SIGHUP: it kept its old config, and the applier has put the previous file back) is no result
+  (``ApplyError``): the same text is tried again after a backoff (BACKOFF_MIN_S doubling up to
+  BACKOFF_MAX_S), and a newer text is tried at once;
 * a result is reported (merge patch of the pod's key) until the patch succeeds, with the same backoff;
   a newer result replaces a report not sent yet;
 * at a stop the pod's key is removed from the status ConfigMap, so that it holds no key of a pod that is

@@ -7,9 +7,11 @@ tests/integration/test_proxy_process.py runs the real entrypoint with the produc
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -174,6 +176,42 @@ def test_write_error_is_retried_not_rejected(
     assert report is not None
     assert report["state"] == "Applied"
     wait_for(lambda: run.serves({"we-b"}), DEADLINE_S, "the new backend")
+
+
+def test_a_reload_nginx_does_not_take_is_retried_with_the_previous_file_live(
+    run: InProcessProxy, start_backends: Callable[..., list[Backend]]
+) -> None:
+    """nginx -t does not bind ports, the reload does: a port someone holds passes the check, and the
+    master keeps its old config after SIGHUP. Not a Rejected: retried until the port is free."""
+    (a,) = start_backends("rl-a")
+    first = run.render([a.endpoint])
+    started_with(run, first, {"rl-a"})
+
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind(("0.0.0.0", 0))  # noqa: S104 - where nginx's `listen PORT` binds
+    busy.listen()
+    moved = dataclasses.replace(run.settings, listen_port=busy.getsockname()[1])
+    second = render_nginx_conf(moved, [a.endpoint])
+    try:
+        run.api.set_text(second)
+        wait_for(lambda: run.count("apply-failed", second) >= 1, DEADLINE_S, "a reload nginx did not take")
+        assert (
+            "started no new workers" in run.caplog.text and "previous file is live again" in run.caplog.text
+        )
+        assert run.reported(second) is None  # no Rejected: nginx -t had nothing against the text
+        assert run.reported(first) is not None
+        assert run.handled == config_hash(first)
+        assert run.conf_path.read_text() == first  # the live file is what the master serves
+        assert run.serves({"rl-a"})
+    finally:
+        busy.close()
+
+    # The port is free: the same text is tried again, without any new event, and goes live.
+    wait_for(lambda: run.reported(second) is not None, DEADLINE_S, f"the retried text\n{run.caplog.text}")
+    report = run.reported(second)
+    assert report is not None and report["state"] == "Applied"
+    assert run.conf_path.read_text() == second
+    assert hello(f"http://127.0.0.1:{moved.listen_port}") == "rl-a"
 
 
 def test_a_syntax_error_is_a_definite_rejection_tried_once(

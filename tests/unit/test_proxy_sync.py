@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -307,6 +309,47 @@ def test_applier_write_error_has_no_verdict(tmp_path: Path) -> None:
     with pytest.raises(ApplyError, match="IsADirectoryError"):
         applier.apply("events {}")
     assert applier.last_hash is None
+
+
+def test_a_reload_the_master_did_not_take_is_no_verdict_and_the_previous_file_is_live_again(
+    tmp_path: Path,
+) -> None:
+    """A "master" that ignores SIGHUP and starts no worker: as nginx that kept its old config."""
+    ignore_hup = (
+        "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+        "print(1, flush=True); time.sleep(60)"
+    )
+    master = subprocess.Popen([sys.executable, "-c", ignore_hup], stdout=subprocess.PIPE)
+    assert master.stdout is not None and master.stdout.readline()  # SIGHUP is ignored from now on
+    try:
+        live = tmp_path / "nginx.conf"
+        live.write_text("events {} # old")
+        applier = NginxApplier(
+            str(live), nginx_bin="/bin/true", master_pid=lambda: master.pid, reload_confirm_s=0.2
+        )
+        with pytest.raises(ApplyError, match=r"started no new workers within 0\.2s") as raised:
+            applier.apply("events {} # new")
+        assert "the previous file is live again" in str(raised.value)
+        assert live.read_text() == "events {} # old"
+        assert not (tmp_path / "nginx.conf.candidate").exists()
+        assert applier.last_hash is None and applier.needs_apply("events {} # new")
+        assert master.poll() is None  # the signal went to it
+    finally:
+        master.kill()
+        master.wait(5)
+
+
+def test_a_reload_failure_is_retried_with_backoff_until_nginx_takes_the_text() -> None:
+    """The syncer's side: no Rejected, no report until the reload works (FakeApplier's ApplyError)."""
+    clock, applier, status = Clock(), FakeApplier(failures=2), FakeStatus()
+    s = syncer(applier, status, clock)
+    s.offer(cm("A"), clock(), "watch")
+    assert s.step() == 0.5 and status.attempts == 0
+    clock.now += 0.5
+    assert s.step() == 1.0 and status.attempts == 0
+    clock.now += 1.0
+    assert s.step() is None
+    assert (status.report() or {})["state"] == "Applied" and applier.calls == ["A"] * 3
 
 
 def test_default_timeouts_notice_a_dead_watch_within_a_minute() -> None:
