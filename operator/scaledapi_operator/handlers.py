@@ -57,6 +57,7 @@ from scaledapi_operator.leadership import RETRY_SECONDS, Leadership
 from scaledapi_operator.reconcile import BEGUN, LOCKS, Begun, Outcome, Poster, Skipped, reconcile_by_name
 from scaledapi_operator.retry import RetryQueue
 from scaledapi_operator.seen import RESUMED, SEEN, Trigger, child_event
+from scaledapi_operator.settings import monitoring_namespace
 from scaledapi_operator.status import Transition
 from scaledapi_operator.upstream import sync_upstream
 from scaledapi_operator.wake import wake
@@ -236,6 +237,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         namespace=os.environ.get("POD_NAMESPACE") or DEFAULT_OPERATOR_NAMESPACE,
         identity=os.environ.get("POD_NAME") or socket.gethostname(),
     )
+    # A bad value stops the operator here, naming the variable, not at each pass's NetworkPolicy.
+    logger.info("nginx metrics may be scraped from namespace %s too", monitoring_namespace() or "(none)")
     port = metrics.port_from_environment()
     if port is not None:
         metrics.serve(port)

@@ -24,6 +24,7 @@ from scaledapi_operator.compare import differences, hand_added, is_subset, path_
 from scaledapi_operator.kube import HTTP_CONFLICT, ApiError, Kube, error_message
 from scaledapi_operator.ownership import is_ours, ownership_conflict, with_other_owners
 from scaledapi_operator.seen import SEEN, Trigger
+from scaledapi_operator.settings import monitoring_namespace
 from scaledapi_operator.sleep import is_asleep, running_spec
 from scaledapi_operator.spec import ScaledApiSpec, parse_spec
 from scaledapi_operator.spec_errors import SpecError
@@ -359,7 +360,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], now: Callable[[], str] = _now
         held(proxy_deployment, blockers) if blockers else apply_child(kube, owner, proxy_deployment),
         apply_child(kube, owner, builders.proxy_service(owner, spec)),
         apply_child(kube, owner, builders.backend_network_policy(owner)),
-        apply_child(kube, owner, builders.proxy_network_policy(owner)),
+        apply_child(kube, owner, builders.proxy_network_policy(owner, monitoring_namespace())),
         apply_or_remove(kube, owner, "NetworkPolicy", canary, builders.canary_network_policy(owner, spec)),
         # A budget only while there is more than one copy to keep.
         apply_or_remove(

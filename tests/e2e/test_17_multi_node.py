@@ -206,12 +206,18 @@ def test_network_policies_select_the_real_pods(namespace: str, name: str) -> Non
 
     spec = proxy_policy["spec"]
     assert _selected(namespace, spec["podSelector"]["matchLabels"]) == proxies
-    (rule,) = spec["ingress"]
+    rule, metrics = spec["ingress"]
     assert "from" not in rule, "the proxy must accept from anywhere"
     nginx = kube.get_json("deployment", f"{name}-proxy", namespace)
     assert nginx is not None
     (container,) = nginx["spec"]["template"]["spec"]["containers"]
     assert rule["ports"][0]["port"] in {p["name"] for p in container["ports"]}
+    # Its metrics port: only the pods of its own namespace and of the monitoring namespace.
+    assert metrics["from"] == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+    ]
+    assert metrics["ports"][0]["port"] in {p["name"] for p in container["ports"]}
     # Probes and traffic through nginx still work with the policies in place.
     sapi.wait_serving(namespace, name, 2)
     figures.record(

@@ -542,12 +542,27 @@ def test_backends_accept_only_their_own_proxy_on_the_named_port() -> None:
     assert [p["name"] for p in ports] == ["http"]
 
 
-def test_the_proxy_accepts_from_anywhere_on_its_port_and_metrics_port_only() -> None:
-    policy = builders.proxy_network_policy(OWNER)
+def test_the_proxy_accepts_anyone_on_its_port_and_only_its_namespace_and_monitoring_on_metrics() -> None:
+    policy = builders.proxy_network_policy(OWNER, "monitoring")
     assert policy["metadata"]["name"] == "hello-proxy"
     proxy_selector = {**SELECTOR_BACKEND, "app.kubernetes.io/component": "proxy"}
     assert policy["spec"]["podSelector"] == {"matchLabels": proxy_selector}
-    ports = [{"protocol": "TCP", "port": "http"}, {"protocol": "TCP", "port": "metrics"}]
-    assert policy["spec"]["ingress"] == [{"ports": ports}]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == [
+        {"ports": [{"protocol": "TCP", "port": "http"}]},  # no `from`: anyone
+        {
+            "from": [
+                {"podSelector": {}},  # the pods of the proxy's own namespace
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+            ],
+            "ports": [{"protocol": "TCP", "port": "metrics"}],
+        },
+    ]
     nginx_ports = container(builders.proxy_deployment(OWNER, make_spec()))["ports"]
     assert [p["name"] for p in nginx_ports] == ["http", "metrics"]
+
+
+@pytest.mark.parametrize("monitoring", [None, "", "demo"])
+def test_without_another_monitoring_namespace_only_the_own_namespace_scrapes(monitoring: str | None) -> None:
+    policy = builders.proxy_network_policy(OWNER, monitoring)
+    assert policy["spec"]["ingress"][1]["from"] == [{"podSelector": {}}]

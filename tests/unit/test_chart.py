@@ -150,3 +150,42 @@ def test_a_bad_namespace_is_refused_by_name() -> None:
     done = helm("template", RELEASE, str(CHART), "--set", "watchNamespaces={Team_A}", check=False)
     assert done.returncode != 0
     assert 'watchNamespaces: "Team_A" is not a namespace name' in done.stderr
+
+
+def network_policy(docs: list[Manifest]) -> Manifest:
+    return next(d for d in docs if d["kind"] == "NetworkPolicy")
+
+
+def test_the_operator_admits_only_its_namespace_and_monitoring_on_its_metrics_port() -> None:
+    spec = network_policy(render())["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    assert spec["ingress"] == [
+        {
+            "from": [
+                {"podSelector": {}},
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+            ],
+            "ports": [{"port": "metrics", "protocol": "TCP"}],  # not the health port: the kubelet's
+        }
+    ]
+
+
+def monitoring_env(docs: list[Manifest]) -> str:
+    container = deployment(docs)["spec"]["template"]["spec"]["containers"][0]
+    return str(next(e["value"] for e in container["env"] if e["name"] == "SCALEDAPI_MONITORING_NAMESPACE"))
+
+
+def test_monitoring_namespace_sets_the_operators_policy_and_the_nginx_pods() -> None:
+    docs = render("--set", "monitoringNamespace=prometheus")
+    peers = network_policy(docs)["spec"]["ingress"][0]["from"]
+    assert peers[1] == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "prometheus"}}}
+    assert monitoring_env(docs) == "prometheus"
+    none = render("--set", "monitoringNamespace=")
+    assert network_policy(none)["spec"]["ingress"][0]["from"] == [{"podSelector": {}}]
+    assert monitoring_env(none) == ""
+
+
+def test_a_bad_monitoring_namespace_is_refused_by_name() -> None:
+    done = helm("template", RELEASE, str(CHART), "--set", "monitoringNamespace=Prom_1", check=False)
+    assert done.returncode != 0
+    assert 'monitoringNamespace: "Prom_1" is not a namespace name' in done.stderr

@@ -94,3 +94,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: [events]
   verbs: [create]
 {{- end -}}
+
+{{/* values.monitoringNamespace, checked: a namespace name or empty. */}}
+{{- define "scaledapi.monitoringNamespace" -}}
+{{- $ns := .Values.monitoringNamespace | default "" -}}
+{{- if and $ns (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $ns)) -}}
+{{- fail (printf "monitoringNamespace: %q is not a namespace name (DNS-1123 label)" $ns) -}}
+{{- end -}}
+{{- $ns -}}
+{{- end -}}

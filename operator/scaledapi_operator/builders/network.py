@@ -1,9 +1,11 @@
-"""Desired NetworkPolicies: backends reachable only through their own proxy, the proxy on its port.
+"""Desired NetworkPolicies: backends reachable only through their own proxy, the proxy on its port, its
+metrics only from its own namespace and the monitoring namespace.
 
-Without them any pod in the cluster can call the backend pods directly and bypass nginx. Ingress
-only: what the pods call out to is the API's business. The kubelet's probes come from the node, which
-policy implementations let through to its own pods. Enforcement is the CNI's: on one that has no
-NetworkPolicy support (the air-gapped stand-in, hack/airgap/kindnetd) the objects exist and do nothing.
+Without them any pod in the cluster can call the backend pods directly and bypass nginx, or read the
+nginx pods' metrics (per-copy addresses and request counts). Ingress only: what the pods call out to is
+the API's business. The kubelet's probes come from the node, which policy implementations let through
+to its own pods. Enforcement is the CNI's: on one that has no NetworkPolicy support (the air-gapped
+stand-in, hack/airgap/kindnetd) the objects exist and do nothing.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from scaledapi_operator.builders.proxy import METRICS_PORT_NAME, PROXY_PORT_NAME
 from scaledapi_operator.endpoints import BACKEND_PORT_NAME
 from scaledapi_operator.spec import ScaledApiSpec
 
+# The label the API server puts on every namespace, with its name (a namespaceSelector can use it).
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
-def _policy(owner: Owner, name: str, component: str, rule: dict[str, Any]) -> dict[str, Any]:
+
+def _policy(owner: Owner, name: str, component: str, *rules: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -35,7 +40,7 @@ def _policy(owner: Owner, name: str, component: str, rule: dict[str, Any]) -> di
             "podSelector": {"matchLabels": selector_labels(owner, component)},
             # Stated, not left to the API server's default, so that the stored object matches ours.
             "policyTypes": ["Ingress"],
-            "ingress": [rule],
+            "ingress": list(rules),
         },
     }
 
@@ -65,17 +70,18 @@ def _api_policy(owner: Owner, name: str, component: str) -> dict[str, Any]:
     )
 
 
-def proxy_network_policy(owner: Owner) -> dict[str, Any]:
-    """nginx pods accept connections from anywhere, on their port and the metrics port only (a named
-    port that a pod without metrics does not have admits nothing)."""
+def proxy_network_policy(owner: Owner, monitoring_namespace: str | None = None) -> dict[str, Any]:
+    """nginx pods accept connections from anywhere on their port; on the metrics port only from the pods
+    of their own namespace and of `monitoring_namespace` (the operator's SCALEDAPI_MONITORING_NAMESPACE,
+    settings.py; None: their own namespace only). A named port that a pod without metrics does not have
+    admits nothing."""
+    scrapers: list[dict[str, Any]] = [{"podSelector": {}}]  # every pod of the policy's own namespace
+    if monitoring_namespace and monitoring_namespace != owner.namespace:
+        scrapers.append({"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: monitoring_namespace}}})
     return _policy(
         owner,
         proxy_name(owner),
         PROXY,
-        {
-            "ports": [
-                {"protocol": "TCP", "port": PROXY_PORT_NAME},
-                {"protocol": "TCP", "port": METRICS_PORT_NAME},
-            ]
-        },
+        {"ports": [{"protocol": "TCP", "port": PROXY_PORT_NAME}]},
+        {"from": scrapers, "ports": [{"protocol": "TCP", "port": METRICS_PORT_NAME}]},
     )
