@@ -210,7 +210,9 @@ def load_yaml(text: str) -> Any:
     except LimitError as error:
         raise ComposeError(None, f"refused: {error.problem}{_where(error.problem_mark)}") from None
     except yaml.MarkedYAMLError as error:
-        raise ComposeError(None, f"not YAML: {error.problem}{_where(error.problem_mark)}") from None
+        # "expected a single document in the stream" is said as context, "but found another" as problem.
+        said = f"{error.context}, {error.problem}" if str(error.problem).startswith("but ") else error.problem
+        raise ComposeError(None, f"not YAML: {said}{_where(error.problem_mark)}") from None
     except yaml.YAMLError as error:
         raise ComposeError(None, f"not YAML: {' '.join(str(error).split())}") from None
     finally:
