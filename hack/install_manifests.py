@@ -23,7 +23,9 @@ from typing import Any
 import yaml
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
-FILES = ("operator.yaml", "crd.yaml", "rbac.yaml")  # namespace first, as kustomize orders them
+# namespace first, as kustomize orders them; the users' roles and the opt-in admission policy are
+# cluster-scoped and the same in both modes
+FILES = ("operator.yaml", "crd.yaml", "rbac.yaml", "user-roles.yaml", "policy.yaml")
 OPERATOR = "scaledapi-operator"
 CLUSTER_WIDE_GROUPS = {"apiextensions.k8s.io"}  # kopf reads the CRD, which is cluster-scoped
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

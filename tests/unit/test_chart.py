@@ -98,10 +98,19 @@ def test_lint() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+USERS_OBJECTS = {  # the users' roles and the admission policy: named after the release, less "-operator"
+    ("ClusterRole", "", "e2e-scaledapi-edit"),
+    ("ClusterRole", "", "e2e-scaledapi-view"),
+    ("ValidatingAdmissionPolicy", "", "e2e-scaledapi-restricted"),
+    ("ValidatingAdmissionPolicyBinding", "", "e2e-scaledapi-restricted"),
+}
+
+
 def test_release_name_is_in_every_name() -> None:
     docs = render("--set", "watchNamespaces={team-c}", release="e2e", namespace="e2e-op")
     names = {key(d) for d in docs if d["kind"] != "CustomResourceDefinition"}
-    assert all(n.startswith("e2e-scaledapi-operator") for _, _, n in names), names
+    assert names >= USERS_OBJECTS
+    assert all(n.startswith("e2e-scaledapi-operator") for _, _, n in names - USERS_OBJECTS), names
     assert ("ClusterRole", "", "e2e-scaledapi-operator") in names
     assert ("Role", "team-c", "e2e-scaledapi-operator") in names
     binding = next(d for d in docs if key(d) == ("RoleBinding", "team-c", "e2e-scaledapi-operator"))
@@ -189,3 +198,75 @@ def test_a_bad_monitoring_namespace_is_refused_by_name() -> None:
     done = helm("template", RELEASE, str(CHART), "--set", "monitoringNamespace=Prom_1", check=False)
     assert done.returncode != 0
     assert 'monitoringNamespace: "Prom_1" is not a namespace name' in done.stderr
+
+
+def by_key(docs: list[Manifest]) -> dict[Key, Manifest]:
+    return {key(d): d for d in docs}
+
+
+def test_user_roles_aggregate_into_the_built_in_roles() -> None:
+    docs = by_key(render())
+    edit, view = docs[("ClusterRole", "", "scaledapi-edit")], docs[("ClusterRole", "", "scaledapi-view")]
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    assert {k: v for k, v in edit["metadata"]["labels"].items() if k.startswith(aggregate)} == {
+        f"{aggregate}edit": "true",
+        f"{aggregate}admin": "true",
+    }
+    assert {k: v for k, v in view["metadata"]["labels"].items() if k.startswith(aggregate)} == {
+        f"{aggregate}view": "true"
+    }
+
+    def grants(role: Manifest) -> dict[str, set[str]]:
+        result: dict[str, set[str]] = {}
+        for rule in role["rules"]:
+            assert rule["apiGroups"] == ["scaledapi.dev"], rule
+            for resource in rule["resources"]:
+                result.setdefault(resource, set()).update(rule["verbs"])
+        return result
+
+    writes = {"create", "update", "patch", "delete", "deletecollection"}
+    assert grants(edit) == {
+        "scaledapis": {"get", "list", "watch"} | writes,
+        "scaledapis/scale": {"get", "update", "patch"},
+    }  # never scaledapis/status: the operator's
+    assert grants(view) == {
+        "scaledapis": {"get", "list", "watch"},
+        "scaledapis/status": {"get"},
+        "scaledapis/scale": {"get"},
+    }
+
+
+def test_user_roles_off() -> None:
+    default = by_key(render())
+    off = by_key(render("--set", "userRoles.enabled=false"))
+    assert set(default) - set(off) == {
+        ("ClusterRole", "", "scaledapi-edit"),
+        ("ClusterRole", "", "scaledapi-view"),
+    }
+
+
+def test_admission_policy_binding_and_off() -> None:
+    docs = by_key(render(release="e2e"))
+    policy = docs[("ValidatingAdmissionPolicy", "", "e2e-scaledapi-restricted")]
+    binding = docs[("ValidatingAdmissionPolicyBinding", "", "e2e-scaledapi-restricted")]
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["matchResources"] == {
+        "namespaceSelector": {"matchLabels": {"scaledapi.dev/restricted": "true"}}
+    }
+    default = by_key(render())
+    off = by_key(render("--set", "admissionPolicy.enabled=false"))
+    assert set(default) - set(off) == {
+        ("ValidatingAdmissionPolicy", "", "scaledapi-restricted"),
+        ("ValidatingAdmissionPolicyBinding", "", "scaledapi-restricted"),
+    }
+
+
+def test_admission_policy_needs_kubernetes_1_30() -> None:
+    args = ("template", RELEASE, str(CHART), "--kube-version", "1.29.0")
+    done = helm(*args, check=False)
+    assert done.returncode != 0
+    assert "needs Kubernetes 1.30 or later" in done.stderr
+    assert "admissionPolicy.enabled=false" in done.stderr
+    assert helm(*args, "--set", "admissionPolicy.enabled=false", check=False).returncode == 0
+    assert helm("template", RELEASE, str(CHART), "--kube-version", "1.30.0", check=False).returncode == 0
