@@ -33,8 +33,25 @@ RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 # An environment variable name as Kubernetes accepts it (any printable ASCII but '='; we keep it to the
 # portable set, which is what shells and every language runtime can read).
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-# A Kubernetes quantity: a decimal number with an optional binary or decimal suffix or exponent.
+# A Kubernetes quantity: a decimal number with an optional binary or decimal suffix or exponent (never
+# negative: an integer given as a number is checked as its text, "-1" fails).
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+|[KMGTPE]i|[mkMGTPE])?$")
+MAX_QUANTITY_LENGTH = 64
+
+
+def is_quantity(amount: Any) -> bool:
+    """A non-negative quantity, as the CRD's int-or-string schema (pattern, minimum 0, maxLength) allows."""
+    if isinstance(amount, bool) or not isinstance(amount, (int, str)):
+        return False
+    return len(str(amount)) <= MAX_QUANTITY_LENGTH and QUANTITY.match(str(amount)) is not None
+
+
+# One character that is neither whitespace nor a control character: what an image reference and a check's
+# path are made of. The CRD says it in Go's RE2 (CRD_PRINTABLE); Python's \s covers \p{Z}, and \p{Cc} is
+# the C0 and C1 controls, so both refuse the same characters (tests/unit/test_crd.py compares them).
+PRINTABLE = r"[^\s\x00-\x1f\x7f-\x9f]"
+CRD_PRINTABLE = r"[^\s\p{Cc}\p{Z}]"
+CHECK_PATH = re.compile(rf"^/{PRINTABLE}*$")
 DEFAULT_USER = 10001
 # Today's values, sized for the bundled Flask backend under gunicorn.
 DEFAULT_RESOURCES: Mapping[str, Mapping[str, str]] = {
@@ -124,8 +141,15 @@ def _check(section: Mapping[str, Any], path: str, defaults: Check, types: tuple[
     if command == ():
         raise SpecError(f"{path}command", "must name the command to run")
     check_path = section.get("path", defaults.path)
-    if not isinstance(check_path, str) or not check_path.startswith("/") or len(check_path) > MAX_PATH_LENGTH:
-        raise SpecError(f"{path}path", f"must be an absolute URL path such as /healthz, got {check_path!r}")
+    if (
+        not isinstance(check_path, str)
+        or not CHECK_PATH.fullmatch(check_path)
+        or len(check_path) > MAX_PATH_LENGTH
+    ):
+        raise SpecError(
+            f"{path}path",
+            f"must be an absolute URL path such as /healthz, without whitespace, got {check_path!r}",
+        )
     return Check(
         type=str(kind),
         path=check_path,
@@ -154,6 +178,12 @@ def _env(section: Mapping[str, Any], path: str) -> tuple[Mapping[str, Any], ...]
             raise SpecError(f"{where}.value", "must be a string (quote numbers and booleans)")
         if "valueFrom" in item and not isinstance(item["valueFrom"], Mapping):
             raise SpecError(f"{where}.valueFrom", "must be an object")
+        divisor = ((item.get("valueFrom") or {}).get("resourceFieldRef") or {}).get("divisor")
+        if divisor is not None and not is_quantity(divisor):
+            raise SpecError(
+                f"{where}.valueFrom.resourceFieldRef.divisor",
+                f"must be a quantity such as 1Mi, got {divisor!r}",
+            )
     return tuple(dict(item) for item in value)
 
 
@@ -179,7 +209,7 @@ def _resources(section: Mapping[str, Any], path: str) -> Mapping[str, Mapping[st
             where = f"{path}resources.{group}.{name}"
             if name not in RESOURCE_NAMES:
                 raise SpecError(where, f"must be one of {', '.join(RESOURCE_NAMES)}")
-            if isinstance(amount, bool) or not QUANTITY.match(str(amount)):
+            if not is_quantity(amount):
                 raise SpecError(where, f"must be a quantity such as 500m, 1 or 256Mi, got {amount!r}")
             result.setdefault(group, {})[name] = str(amount)
     return result

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaledapi_operator.container_spec import ContainerSpec, parse_container
+from scaledapi_operator.container_spec import PRINTABLE, ContainerSpec, parse_container
 from scaledapi_operator.spec_errors import SpecError
 from scaledapi_proxy.zero import (
     DEFAULT_MAX_HELD_BODY_BYTES,
@@ -29,7 +29,7 @@ from scaledapi_proxy.zero import (
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 ACCESS_LOGS = ("Buffered", "Immediate", "Off")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
-_NO_WHITESPACE = re.compile(r"^\S+$")
+_IMAGE = re.compile(rf"^{PRINTABLE}+$")  # the CRD's ^[^\s\p{Cc}\p{Z}]+$
 _URL = re.compile(r"^https?://\S+$")
 MAX_IMAGE_LENGTH = 512
 MAX_GREETING_LENGTH = 256
@@ -128,9 +128,10 @@ def _optional_str(section: Mapping[str, Any], prefix: str, field: str, max_lengt
 
 def _image(section: Mapping[str, Any], prefix: str) -> str:
     image = _str(section, prefix, "image", None, MAX_IMAGE_LENGTH)
-    if not _NO_WHITESPACE.match(image):
+    if not _IMAGE.fullmatch(image):
         raise SpecError(
-            f"{prefix}image", f"must be a non-empty image reference without whitespace: {image!r}"
+            f"{prefix}image",
+            f"must be a non-empty image reference without whitespace or control characters: {image!r}",
         )
     return image
 

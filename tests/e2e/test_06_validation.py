@@ -132,6 +132,53 @@ WRITTEN: list[Case] = [
         {"limits": {"memory": "lots"}},
         expect=("spec.backend.resources.limits.memory",),
     ),
+    # Quantities are int-or-string: the pattern holds for a string, minimum 0 for an integer.
+    Case(
+        "requests-negative-integer",
+        (*B, "resources"),
+        {"requests": {"cpu": -1}},
+        expect=("spec.backend.resources.requests.cpu",),
+    ),
+    Case(
+        "limits-negative-integer",
+        (*B, "resources"),
+        {"limits": {"memory": -1}},
+        expect=("spec.backend.resources.limits.memory",),
+    ),
+    Case(
+        "limits-more-than-three",
+        (*B, "resources"),
+        {"limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi", "hugepages-2Mi": "2Mi"}},
+        expect=("spec.backend.resources.limits", "at most 3"),
+    ),
+    Case(
+        "env-divisor-negative-integer",
+        (*B, "env"),
+        [{"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": -1}}}],
+        expect=("spec.backend.env[0].valueFrom.resourceFieldRef.divisor",),
+    ),
+    # Images and check paths: no whitespace (a Unicode one too) and no control character.
+    Case("image-with-control-character", (*B, "image"), "scaledapi/backend:dev\x07"),
+    Case("image-with-no-break-space", (*B, "image"), "scaledapi/backend:\u00a0dev"),
+    Case("proxy-image-with-delete", (*P, "image"), "scaledapi/nginx:dev\x7f"),
+    Case(
+        "canary-image-with-escape",
+        (*S, "canary"),
+        {"image": "scaledapi/backend:\x1b[31mdev2", "weight": 10},
+        expect=("spec.canary.image",),
+    ),
+    Case(
+        "readiness-path-with-space",
+        (*B, "readiness"),
+        {"path": "/health z"},
+        expect=("spec.backend.readiness.path",),
+    ),
+    Case(
+        "liveness-path-with-newline",
+        (*B, "liveness"),
+        {"path": "/healthz\nX-Injected: 1"},
+        expect=("spec.backend.liveness.path",),
+    ),
     Case(
         "root-without-run-as-non-root-false",
         (*B, "securityContext"),
@@ -175,9 +222,23 @@ def _crd_schema() -> dict[str, Any] | None:
     return None
 
 
+# RE2's Unicode classes that the CRD's patterns use, as Python's re spells them (the C0 and C1 controls;
+# the Unicode spaces).
+_RE2_CLASSES = {
+    r"\p{Cc}": r"\x00-\x1f\x7f-\x9f",
+    r"\p{Z}": r"\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000",
+}
+
+
+def _python_pattern(pattern: str) -> str:
+    for name, chars in _RE2_CLASSES.items():
+        pattern = pattern.replace(name, chars)
+    return pattern
+
+
 def _violating_string(pattern: str) -> str | None:
     for candidate in ("has space", "", " ", "ftp://x", "-x-", "UPPER", "x" * 300, "0"):
-        if not re.search(pattern, candidate):
+        if not re.search(_python_pattern(pattern), candidate):
             return candidate
     return None
 

@@ -12,7 +12,12 @@ import yaml
 
 from scaledapi_operator import spec as spec_module
 from scaledapi_operator.builders.common import Owner, backend_name, proxy_name, proxy_status_name
-from scaledapi_operator.container_spec import MAX_ARGUMENT_LENGTH, MAX_ARGUMENTS, READINESS_TYPES
+from scaledapi_operator.container_spec import (
+    CRD_PRINTABLE,
+    MAX_ARGUMENT_LENGTH,
+    MAX_ARGUMENTS,
+    READINESS_TYPES,
+)
 from scaledapi_operator.spec import parse_spec
 from scaledapi_operator.spec_errors import SpecError
 from scaledapi_operator.status import Observed, compute_status
@@ -114,12 +119,117 @@ def test_enums_and_patterns(version: dict[str, Any]) -> None:
             pull = schema(version, "spec", section, "imagePullPolicy")
             assert pull["enum"] == list(spec_module.PULL_POLICIES)
         image = schema(version, "spec", section, "image")
-        assert image["pattern"] == r"^\S+$"
+        assert image["pattern"] == rf"^{CRD_PRINTABLE}+$"
         assert image["maxLength"] == spec_module.MAX_IMAGE_LENGTH
     assert schema(version, "spec", "proxy", "serviceType")["enum"] == list(spec_module.SERVICE_TYPES)
     assert schema(version, "spec", "proxy", "serviceType")["default"] == "ClusterIP"
     assert schema(version, "spec", "proxy", "externalURL")["pattern"] == r"^https?://\S+$"
     assert schema(version, "spec", "backend", "greeting")["maxLength"] == spec_module.MAX_GREETING_LENGTH
+
+
+# \p{Cc} and \p{Z} as Python's re spells them: the C0 and C1 controls; Zs, Zl and Zp.
+_RE2_CLASSES = {
+    r"\p{Cc}": r"\x00-\x1f\x7f-\x9f",
+    r"\p{Z}": r"\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000",
+}
+
+
+def as_python(re2: str) -> re.Pattern[str]:
+    """A pattern of the CRD (Go's RE2, read by the API server) in Python's re, for the classes used here."""
+    for name, chars in _RE2_CLASSES.items():
+        re2 = re2.replace(name, chars)
+    assert r"\p" not in re2, f"a Unicode class this test cannot translate: {re2}"
+    # RE2's \s is [\t\n\f\r ] only; Python's is wider, but the classes above already hold the rest. RE2's
+    # $ is the end of the text; Python's also matches before a final newline.
+    re2 = re2.replace(r"\s", r"\t\n\f\r ")
+    return re.compile(re2[:-1] + r"\Z" if re2.endswith("$") else re2)
+
+
+# Every character up to U+3100 (the controls, the Unicode spaces) and a few beyond.
+CHARACTERS = [chr(c) for c in range(0x3100)] + ["\ufeff", "\U0001f600", "\U000e0001"]
+
+
+def body_with(backend: dict[str, Any]) -> dict[str, Any]:
+    return {"backend": {"image": "b", **backend}, "proxy": {"image": "n"}}
+
+
+def parses(body: dict[str, Any]) -> bool:
+    try:
+        parse_spec(body)
+    except SpecError:
+        return False
+    return True
+
+
+def test_images_refuse_whitespace_and_control_characters_as_the_parser_does(version: dict[str, Any]) -> None:
+    for section in ("backend", "proxy", "canary"):
+        pattern = as_python(schema(version, "spec", section, "image")["pattern"])
+        for char in CHARACTERS:
+            image = f"registry.example/api{char}:1"
+            crd_says = pattern.search(image) is not None
+            assert crd_says == parses(body_with({"image": image})), (section, hex(ord(char)))
+            if char in " \t\n\r\x00\x1b\x7f\x85\xa0\u2028":
+                assert not crd_says, hex(ord(char))
+        assert pattern.search("registry.example:5000/team/api@sha256:" + "a" * 64)
+        # RE2's $ is the end of the text; a `match` of Python's re would let one final newline through.
+        assert not pattern.search("api:1\n") and not parses(body_with({"image": "api:1\n"}))
+
+
+@pytest.mark.parametrize("check", ["readiness", "liveness"])
+def test_check_paths_refuse_whitespace_and_control_characters_as_the_parser_does(
+    version: dict[str, Any], check: str
+) -> None:
+    pattern = as_python(schema(version, "spec", "backend", check, "path")["pattern"])
+    for char in CHARACTERS:
+        path = f"/health{char}z"
+        crd_says = pattern.search(path) is not None
+        assert crd_says == parses(body_with({check: {"path": path}})), (check, hex(ord(char)))
+    for path, good in [
+        ("/", True),
+        ("/healthz?full=1", True),
+        ("/a b", False),
+        ("/a\nb", False),
+        ("/healthz\n", False),
+        ("healthz", False),
+    ]:
+        assert (pattern.search(path) is not None) == good == parses(body_with({check: {"path": path}})), path
+
+
+def crd_allows_quantity(node: dict[str, Any], amount: Any) -> bool:
+    """An int-or-string quantity of the CRD: a string matches the pattern within maxLength, an integer
+    is at least the minimum (the API server checks each only on its own type)."""
+    if isinstance(amount, int):
+        return bool(amount >= node["minimum"])
+    return len(amount) <= node["maxLength"] and re.search(node["pattern"], amount) is not None
+
+
+QUANTITIES = [
+    (-1, False),
+    (0, True),
+    (2, True),
+    ("500m", True),
+    ("-1", False),
+    ("1" * 65, False),
+    ("1Mi", True),
+]
+
+
+def test_quantities_refuse_negative_integers_as_the_parser_does(version: dict[str, Any]) -> None:
+    resources = schema(version, "spec", "backend", "resources")["properties"]
+    for group in ("requests", "limits"):
+        assert resources[group]["maxProperties"] == 3
+        node = resources[group]["additionalProperties"]
+        assert (node["x-kubernetes-int-or-string"], node["minimum"]) == (True, 0)
+        for amount, good in QUANTITIES:
+            crd_says = crd_allows_quantity(node, amount)
+            assert crd_says == good == parses(body_with({"resources": {group: {"cpu": amount}}})), amount
+    env = schema(version, "spec", "backend", "env")["items"]["properties"]["valueFrom"]["properties"]
+    divisor = env["resourceFieldRef"]["properties"]["divisor"]
+    assert (divisor["x-kubernetes-int-or-string"], divisor["minimum"]) == (True, 0)
+    for amount, good in QUANTITIES:
+        ref = {"resource": "limits.memory", "divisor": amount}
+        env_var = {"name": "MEM", "valueFrom": {"resourceFieldRef": ref}}
+        assert crd_allows_quantity(divisor, amount) == good == parses(body_with({"env": [env_var]})), amount
 
 
 def test_every_spec_field_has_a_description(version: dict[str, Any]) -> None:
