@@ -134,10 +134,10 @@ class Activity:
 
     def receive(self, path: str, stopping: threading.Event) -> None:
         """Receive nginx's datagrams at ``path`` until ``stopping`` (a thread's loop)."""
-        with _SocketFile(path):
+        with _SocketFile(path) as socket_file:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            sock.bind(path)
-            _let_workers_connect(path)
+            sock.bind(socket_file.hidden)
+            socket_file.publish()
             sock.settimeout(0.5)
             with sock:
                 while not stopping.is_set():
@@ -158,18 +158,29 @@ def _let_workers_connect(path: str) -> None:
 
 
 class _SocketFile:
-    """Remove a socket file left by an earlier process before binding, and after."""
+    """A socket's file: bound at ``hidden``, then ``publish``ed at ``path`` once nginx's workers can use
+    it (bound, listening, theirs to connect to), so that nginx never finds a socket it cannot reach yet.
+    Files left by an earlier process are removed before binding, and ours after."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.hidden = path + ".new"
 
-    def __enter__(self) -> None:
-        if os.path.exists(self.path):
-            os.unlink(self.path)
+    def publish(self) -> None:
+        _let_workers_connect(self.hidden)
+        os.replace(self.hidden, self.path)  # the socket keeps its file's inode: atomic for nginx
+
+    def _remove(self) -> None:
+        for name in (self.path, self.hidden):
+            if os.path.exists(name):
+                os.unlink(name)
+
+    def __enter__(self) -> _SocketFile:
+        self._remove()
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if os.path.exists(self.path):
-            os.unlink(self.path)
+        self._remove()
 
 
 class Upstream:
@@ -330,9 +341,9 @@ class Activator:
 
     def serve(self, stopping: threading.Event) -> None:
         """Serve on the unix socket until ``stopping`` (a thread's loop)."""
-        with _SocketFile(self.path):
-            server = _ActivatorServer(self.path, self)
-            _let_workers_connect(self.path)
+        with _SocketFile(self.path) as socket_file:
+            server = _ActivatorServer(socket_file.hidden, self)  # bound and listening
+            socket_file.publish()
             self.server = server
 
             def stop_when_asked() -> None:
