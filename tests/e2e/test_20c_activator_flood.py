@@ -17,10 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import requests
 
 from tests.e2e import figures, kube, traffic
 from tests.e2e import scaledapi as sapi
+
+# Run alone, never beside other scenarios (hack/e2e.sh): 500 MiB of POSTs through the host port load the
+# whole cluster, and the refusals are timed.
+pytestmark = pytest.mark.serial
 
 SCENARIO = "20c activator flood"
 IDLE = 5
