@@ -157,6 +157,26 @@ WRITTEN: list[Case] = [
         [{"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": -1}}}],
         expect=("spec.backend.env[0].valueFrom.resourceFieldRef.divisor",),
     ),
+    # An Exec readiness check and its command come together (CEL on readiness).
+    Case(
+        "exec-readiness-without-command",
+        (*B, "readiness"),
+        {"type": "Exec"},
+        expect=("spec.backend.readiness.command", "required with readiness.type Exec"),
+    ),
+    Case(
+        "command-with-http-readiness",
+        (*B, "readiness"),
+        {"type": "HTTP", "command": ["true"]},
+        expect=("spec.backend.readiness.command", "allowed only with it"),
+    ),
+    # Held requests stay in the nginx pod's memory: their number times their body is bounded (CEL).
+    Case(
+        "held-requests-over-the-memory-budget",
+        (*S, "scaleToZero"),
+        {"idleSeconds": 60, "maxHeldRequests": 100, "maxHeldBodyBytes": 1048576},
+        expect=("spec.scaleToZero.maxHeldRequests", "64 MiB"),
+    ),
     # Images and check paths: no whitespace (a Unicode one too) and no control character.
     Case("image-with-control-character", (*B, "image"), "scaledapi/backend:dev\x07"),
     Case("image-with-no-break-space", (*B, "image"), "scaledapi/backend:\u00a0dev"),
@@ -203,6 +223,8 @@ CEL_CASES = {
     "spec.backend.resources.requests": ("requests-unknown-resource",),
     "spec.backend.resources.limits": ("limits-unknown-resource",),
     "spec.backend.securityContext": ("root-without-run-as-non-root-false",),
+    "spec.backend.readiness": ("exec-readiness-without-command", "command-with-http-readiness"),
+    "spec.scaleToZero": ("held-requests-over-the-memory-budget",),
 }
 
 
