@@ -135,7 +135,8 @@ def find_proxy(services: Mapping[str, Any], backend: str, warnings: list[Compose
         others = ", ".join(map(str, candidates[1:]))
         text = f"taken as the proxy of {backend} (first by name); also in front of it: {others}"
         warnings.append(ComposeWarning(f"services.{candidates[0]}", text, not_mapped=False))
-    return str(candidates[0])
+    # The key itself, as the file gives it: a service named 1 is the integer 1 in YAML, not "1".
+    return candidates[0]
 
 
 def published_port(service: Mapping[str, Any], field: str, warnings: list[ComposeWarning]) -> int | None:

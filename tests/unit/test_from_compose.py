@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scaledapi_operator.compose_files import load_compose
+from scaledapi_operator.compose_files import load_compose, load_yaml
 from scaledapi_operator.compose_mapping import (
     cpu_quantity,
     foreign_directives,
@@ -733,6 +733,15 @@ def test_of_several_proxies_the_first_by_name_is_used_and_the_others_named() -> 
         "not mapped: services.zeta: only api and its proxy become the ScaledApi",
         "not mapped: services.db: only api and its proxy become the ScaledApi",
     ]
+
+
+def test_a_proxy_whose_name_yaml_reads_as_a_number_is_found() -> None:
+    # `1:` is the integer 1 as a YAML key (compose takes it as the service name "1").
+    compose = load_yaml(
+        "services:\n  api: {image: me/api:1, expose: ['5000']}\n  1: {image: nginx, ports: ['9090:80']}\n"
+    )
+    conversion = convert(compose, "api", Options(), COMPOSE_DIR)
+    assert conversion.manifest["spec"]["proxy"]["port"] == 9090
 
 
 def test_a_proxy_that_publishes_no_host_port_leaves_the_default() -> None:
