@@ -68,7 +68,10 @@ def test_scale_subresource_and_hpa(namespace: str, name: str) -> None:
         what="the HPA to report AbleToScale",
         describe=lambda: json.dumps(conditions()),
     )
-    assert able.get("reason") == "SucceededGetScale", able
+    # AbleToScale True says the HPA read the scale; its reason says what it made of it: SucceededGetScale,
+    # or, once metrics-server has the pods' CPU (at once on a busy cluster), ScaleDownStabilized or
+    # ReadyForNewScale. Only the BAD_REASONS above are failures to read it.
+    assert able.get("reason") not in BAD_REASONS, able
     events = kube.list_json("events", namespace)
     failed = [
         e.get("message")
