@@ -25,5 +25,7 @@ export HELM=$helm_bin
 "$HELM" template scaledapi charts/scaledapi --namespace scaledapi-system --include-crds >/dev/null
 "$HELM" template scaledapi charts/scaledapi --namespace scaledapi-system --include-crds \
   --set 'watchNamespaces={team-a,team-b}' >/dev/null
-log "pytest: unit and integration"
-.venv/bin/pytest tests/unit tests/integration "$@"
+log "pytest: unit and integration, on two pytest-xdist workers (PYTEST_WORKERS=0 runs them in one process)"
+# The integration tests each start their own nginx and gunicorn on free loopback ports, so two workers
+# do not meet.
+.venv/bin/pytest tests/unit tests/integration -n "${PYTEST_WORKERS:-2}" "$@"
