@@ -53,6 +53,8 @@ _SERVER = re.compile(r"^\s*server (\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):(
 _HOP_BY_HOP = frozenset(
     ("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade")
 )
+# A held request's wait for its answer once forwarded: spec.proxy.upstreamTimeoutSeconds' default.
+FORWARD_TIMEOUT_S = 30
 RETRY_S = 0.1  # a held request whose every server refused tries again after this
 HELD_BACKLOG = 1024  # connections nginx may open to the activator at once (a burst while asleep)
 PEER_CHECK_S = 0.5  # a held request looks this often whether nginx gave up on it (its client went away)
@@ -398,9 +400,15 @@ class Activator:
                 sent = time.monotonic()
                 try:
                     status, reason, headers, payload = _forward(request, host, port, body)
-                except OSError as exc:  # a copy that stops as it is picked: the next one
+                except NotSentError as exc:  # a copy that stops as it is picked: the next one
                     log.warning("event=held-forward-failed server=%s:%d error=%r", host, port, str(exc))
                     continue
+                except OSError as exc:
+                    # Sent, then no whole answer: sending it again (a POST) could do twice what it asks,
+                    # so it is not, as nginx sends no non-idempotent request on to a next server.
+                    log.warning("event=held-forward-broken server=%s:%d error=%r", host, port, str(exc))
+                    message = {"error": "bad gateway", "reason": "the backend copy did not answer"}
+                    return _json_answer(502, "Bad Gateway", message)
                 self.forwarded(host, port, status, time.monotonic() - sent)
                 log.info(
                     "event=held-request-served held_ms=%.1f server=%s:%d status=%d",
@@ -493,9 +501,17 @@ def _finish(request: BaseHTTPRequestHandler, slot: _Slot | None, answer: Answer)
     _answer(request, *answer)
 
 
+class NotSentError(OSError):
+    """The copy refused the connection (or did not accept it in time): nothing of the request was sent."""
+
+
 def _forward(request: BaseHTTPRequestHandler, host: str, port: int, body: bytearray) -> Answer:
-    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection = http.client.HTTPConnection(host, port, timeout=FORWARD_TIMEOUT_S)
     try:
+        try:
+            connection.connect()
+        except OSError as exc:
+            raise NotSentError(str(exc)) from exc
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         headers["Connection"] = "close"
         connection.request(request.command, request.path, body=body or None, headers=headers)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from scaledapi_operator.nginx_conf import NginxSettings, render_nginx_conf
+from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, render_nginx_conf
 from scaledapi_proxy.zero import ACTIVATOR_SOCKET, ACTIVITY_SOCKET, Activator, Activity, ScaleToZero, Upstream
 from tests.integration.itest_support import Backend, Nginx, let_workers_reach, wait_for
 
@@ -257,3 +257,77 @@ def test_a_request_without_a_usable_length_is_refused(alone: tuple[Path, Reloade
         head = sock.recv(4096)
     assert head.startswith(b"HTTP/1.1 400 ")
     assert reloader.activator.holding == 0
+
+
+class ClosesWithoutAnswering:
+    """A copy that takes a request whole and closes without a word: it got the request, it may have done
+    what it asks. Counts the requests it got."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.requests = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    received += chunk
+                self.requests += 1
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def refused_port() -> int:
+    """A loopback port that nothing listens on (bound, then closed)."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def offer(reloader: Reloader, ports: list[int]) -> None:
+    endpoints = [Endpoint("127.0.0.1", port) for port in ports]
+    reloader.upstream.offer(render_nginx_conf(NginxSettings(scale_to_zero=ZERO), endpoints))
+
+
+def test_a_held_request_goes_on_to_the_next_copy_only_when_the_first_refused_the_connection(
+    alone: tuple[Path, Reloader], start_backends: Callable[..., list[Backend]]
+) -> None:
+    path, reloader = alone
+    (backend,) = start_backends("woken-0")
+    offer(reloader, sorted([refused_port(), backend.port]))
+    for _ in range(2):  # whichever comes first in the upstream
+        status, _, body = direct_post(path, 100, timeout_s=PROMPT_S * 5)
+        assert (status, body) == (200, {"instance": "woken-0", "bytes": 100})
+
+
+def test_a_held_request_that_reached_a_copy_is_never_sent_to_another(
+    alone: tuple[Path, Reloader], start_backends: Callable[..., list[Backend]]
+) -> None:
+    """Two requests over a silent copy and a good one: the upstream's round robin starts each at another
+    copy, so one of them meets the silent copy first. It gets 502 and goes nowhere else."""
+    path, reloader = alone
+    (backend,) = start_backends("woken-0")
+    silent = ClosesWithoutAnswering()
+    try:
+        offer(reloader, [silent.port, backend.port])
+        answers = [direct_post(path, 100, timeout_s=PROMPT_S * 5) for _ in range(2)]
+    finally:
+        silent.close()
+    by_status = {status: (headers, body) for status, headers, body in answers}
+    assert sorted(by_status) == [200, 502], answers
+    assert by_status[200][1] == {"instance": "woken-0", "bytes": 100}
+    assert by_status[502][1]["error"] == "bad gateway" and "Retry-After" not in by_status[502][0]
+    assert silent.requests == 1, "the request the silent copy got was sent again"
+    assert reloader.forwarded == [200]
