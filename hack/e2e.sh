@@ -40,12 +40,14 @@ workers=${E2E_WORKERS:-2}
 selection=()
 [[ -z ${K:-} ]] || selection=(-k "$K")
 failed=0
+ran=0
 phase() { # phase NAME PYTEST-ARGS...: one pytest run; "no test selected" (exit 5) is no failure
   local name=$1 rc=0
   shift
   log "e2e phase ${name}"
   E2E_REPORT=e2e-report-${name} .venv/bin/pytest tests/e2e -v -p no:cacheprovider \
     --junitxml="reports/e2e-junit-${name}.xml" "${selection[@]}" "$@" || rc=$?
+  ((rc == 5)) || ran=$((ran + 1))
   ((rc == 0 || rc == 5)) || failed=$rc
 }
 parallel=()
@@ -54,4 +56,5 @@ phase parallel -m "not serial" "${parallel[@]}" "$@"
 phase serial -m serial "$@"
 .venv/bin/python hack/e2e_times.py reports/e2e-junit-*.xml >reports/e2e-times.txt || true
 cat reports/e2e-times.txt
+((ran > 0)) || die "no scenario selected${K:+ by K=${K}}"
 exit "$failed"
