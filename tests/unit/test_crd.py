@@ -421,3 +421,11 @@ def test_status_schema_holds_everything_the_operator_writes(version: dict[str, A
     assert {"canary", "weights", "scaledToZero"} <= set(status) <= set(properties)
     assert set(status["canary"]) <= set(properties["canary"]["properties"])
     assert set(status["weights"]) <= set(properties["weights"]["properties"])
+
+
+def test_every_cel_rule_has_a_written_e2e_case() -> None:
+    """e2e 6 asks the API server with a written case for each CEL rule; a rule added without one fails
+    here already, with no cluster (the check reads only the CRD file and the case list)."""
+    from tests.e2e import test_06_validation as validation  # noqa: PLC0415 - a test module, loaded only here
+
+    validation.test_every_cel_rule_has_a_case()
