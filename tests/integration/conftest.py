@@ -26,6 +26,7 @@ from tests.integration.itest_support import (
     Backend,
     Nginx,
     ProxyRun,
+    ScaleToZeroThreads,
     free_port,
     http_ok,
     let_workers_reach,
@@ -183,3 +184,22 @@ def proxy(nginx_bin: str, tmp_path: Path) -> Iterator[Callable[..., ProxyRun]]:
     for run in runs:
         stop_process(run.proc)
     api.stop()
+
+
+@pytest.fixture
+def start_asleep(
+    start_nginx: Callable[..., Nginx],
+) -> Iterator[Callable[[ScaleToZero], tuple[Nginx, ScaleToZeroThreads]]]:
+    """nginx with scale to zero and no ready copy, and the reloader's threads that hold its requests."""
+    started: list[ScaleToZeroThreads] = []
+
+    def start(zero: ScaleToZero) -> tuple[Nginx, ScaleToZeroThreads]:
+        nginx = start_nginx([], scale_to_zero=zero)
+        runtime = Path(nginx.settings.runtime_dir)
+        let_workers_reach(runtime)
+        started.append(ScaleToZeroThreads(runtime, zero))
+        return nginx, started[-1]
+
+    yield start
+    for threads in started:
+        threads.stopping.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import requests
 
 from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, render_nginx_conf
 from scaledapi_proxy.applier import ApplyResult, NginxApplier
+from scaledapi_proxy.zero import ACTIVATOR_SOCKET, ACTIVITY_SOCKET, Activator, Activity, ScaleToZero, Upstream
 from tests.integration.fake_kube_api import FakeKubeApi
 
 
@@ -130,3 +132,40 @@ class ProxyRun:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+
+class ScaleToZeroThreads:
+    """The activity and activator threads of scaledapi_proxy.main.Reloader, run on their own on an nginx
+    runtime dir with ``zero``'s settings: ``woken`` is set by the first request seen, ``forwarded`` lists
+    the status of each held request the activator forwarded."""
+
+    def __init__(self, runtime: Path, zero: ScaleToZero) -> None:
+        self.zero = zero
+        self.stopping = threading.Event()
+        self.activity = Activity()
+        self.woken = threading.Event()
+        self.activity.listeners.append(self.woken.set)
+        self.upstream = Upstream()
+        self.forwarded: list[int] = []
+        self.activator = Activator(
+            str(runtime / ACTIVATOR_SOCKET),
+            self.activity,
+            self.upstream,
+            lambda: zero.wake_timeout_seconds,
+            lambda _host, _port, status, _seconds: self.forwarded.append(status),
+            max_held=lambda: zero.max_held_requests,
+            max_body_bytes=lambda: zero.max_held_body_bytes,
+        )
+        for target in (
+            lambda: self.activity.receive(str(runtime / ACTIVITY_SOCKET), self.stopping),
+            lambda: self.activator.serve(self.stopping),
+        ):
+            threading.Thread(target=target, daemon=True).start()
+        wait_for(lambda: self.activator.server is not None, 5, "the activator to listen")
+        wait_for(lambda: (runtime / ACTIVATOR_SOCKET).exists(), 5, "the activator's socket")
+        wait_for(lambda: (runtime / ACTIVITY_SOCKET).exists(), 5, "the activity socket")
+
+    def wake(self, *backends: Backend) -> None:
+        """Hand the activator a config with these backends, as a config with ready copies would come."""
+        endpoints = [b.endpoint for b in backends]
+        self.upstream.offer(render_nginx_conf(NginxSettings(scale_to_zero=self.zero), endpoints))

@@ -22,8 +22,8 @@ import pytest
 import requests
 
 from scaledapi_operator.nginx_conf import Endpoint, NginxSettings, render_nginx_conf
-from scaledapi_proxy.zero import ACTIVATOR_SOCKET, ACTIVITY_SOCKET, Activator, Activity, ScaleToZero, Upstream
-from tests.integration.itest_support import Backend, Nginx, let_workers_reach, wait_for
+from scaledapi_proxy.zero import ACTIVATOR_SOCKET, ScaleToZero
+from tests.integration.itest_support import Backend, Nginx, ScaleToZeroThreads, wait_for
 
 CAP = 8
 BODY_LIMIT = 4096
@@ -33,47 +33,15 @@ ZERO = ScaleToZero(
 PROMPT_S = 2.0  # a refusal comes at once: well within this, while the held ones wait for 30 s
 
 
-class Reloader:
-    """The activity and activator threads of scaledapi_proxy.main.Reloader, with ZERO's limits."""
-
-    def __init__(self, runtime: Path, zero: ScaleToZero = ZERO) -> None:
-        self.stopping = threading.Event()
-        self.activity = Activity()
-        self.upstream = Upstream()
-        self.forwarded: list[int] = []
-        self.activator = Activator(
-            str(runtime / ACTIVATOR_SOCKET),
-            self.activity,
-            self.upstream,
-            lambda: zero.wake_timeout_seconds,
-            lambda _host, _port, status, _seconds: self.forwarded.append(status),
-            max_held=lambda: zero.max_held_requests,
-            max_body_bytes=lambda: zero.max_held_body_bytes,
-        )
-        for target in (
-            lambda: self.activity.receive(str(runtime / ACTIVITY_SOCKET), self.stopping),
-            lambda: self.activator.serve(self.stopping),
-        ):
-            threading.Thread(target=target, daemon=True).start()
-        wait_for(lambda: self.activator.server is not None, 5, "the activator to listen")
-        wait_for(lambda: (runtime / ACTIVITY_SOCKET).exists(), 5, "the activity socket")
-
-    def wake(self, backend: Backend) -> None:
-        self.upstream.offer(render_nginx_conf(NginxSettings(scale_to_zero=ZERO), [backend.endpoint]))
-
-
 def held_threads() -> int:
     return sum(1 for t in threading.enumerate() if t.name == "held-request")
 
 
 @pytest.fixture
-def asleep(start_nginx: Callable[..., Nginx]) -> Iterator[tuple[Nginx, Reloader]]:
-    nginx = start_nginx([], scale_to_zero=ZERO)
-    runtime = Path(nginx.settings.runtime_dir)
-    let_workers_reach(runtime)
-    reloader = Reloader(runtime)
-    yield nginx, reloader
-    reloader.stopping.set()
+def asleep(
+    start_asleep: Callable[[ScaleToZero], tuple[Nginx, ScaleToZeroThreads]],
+) -> tuple[Nginx, ScaleToZeroThreads]:
+    return start_asleep(ZERO)
 
 
 @dataclass(frozen=True)
@@ -102,7 +70,7 @@ def post(url: str, size: int, timeout_s: float = 60.0) -> Answer:
 
 
 def test_past_the_cap_nginx_refuses_at_once_while_the_held_ones_wait_and_are_answered(
-    asleep: tuple[Nginx, Reloader], start_backends: Callable[..., list[Backend]]
+    asleep: tuple[Nginx, ScaleToZeroThreads], start_backends: Callable[..., list[Backend]]
 ) -> None:
     nginx, reloader = asleep
     (backend,) = start_backends("woken-0")
@@ -152,7 +120,9 @@ def test_past_the_cap_nginx_refuses_at_once_while_the_held_ones_wait_and_are_ans
     print(f"100 refusals past a cap of {CAP}: median {refusal[50]:.3f}s, max {refusal[-1]:.3f}s")
 
 
-def test_a_larger_body_gets_413_at_once_and_still_counts_as_a_request(asleep: tuple[Nginx, Reloader]) -> None:
+def test_a_larger_body_gets_413_at_once_and_still_counts_as_a_request(
+    asleep: tuple[Nginx, ScaleToZeroThreads],
+) -> None:
     nginx, reloader = asleep
     answer = post(nginx.url, BODY_LIMIT + 1)
     assert answer.status == 413, answer
@@ -167,7 +137,7 @@ def test_a_larger_body_gets_413_at_once_and_still_counts_as_a_request(asleep: tu
 
 
 def test_a_held_request_whose_client_went_away_is_let_go_and_not_sent_on(
-    asleep: tuple[Nginx, Reloader], start_backends: Callable[..., list[Backend]]
+    asleep: tuple[Nginx, ScaleToZeroThreads], start_backends: Callable[..., list[Backend]]
 ) -> None:
     nginx, reloader = asleep
     answer = post(nginx.url, 10, timeout_s=0.5)  # the client gives up while it is held
@@ -209,14 +179,16 @@ def direct_post(
 
 
 @pytest.fixture
-def alone(tmp_path: Path) -> Iterator[tuple[Path, Reloader]]:
-    reloader = Reloader(tmp_path, ScaleToZero(5, 30, max_held_requests=2, max_held_body_bytes=BODY_LIMIT))
+def alone(tmp_path: Path) -> Iterator[tuple[Path, ScaleToZeroThreads]]:
+    reloader = ScaleToZeroThreads(
+        tmp_path, ScaleToZero(5, 30, max_held_requests=2, max_held_body_bytes=BODY_LIMIT)
+    )
     yield tmp_path / ACTIVATOR_SOCKET, reloader
     reloader.stopping.set()
 
 
 def test_the_activator_refuses_past_its_cap_in_its_accepting_thread(
-    alone: tuple[Path, Reloader], start_backends: Callable[..., list[Backend]]
+    alone: tuple[Path, ScaleToZeroThreads], start_backends: Callable[..., list[Backend]]
 ) -> None:
     path, reloader = alone
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -239,7 +211,9 @@ def test_the_activator_refuses_past_its_cap_in_its_accepting_thread(
     wait_for(lambda: held_threads() == 0, 5, "the held threads to end")
 
 
-def test_the_activator_refuses_a_larger_body_without_holding_it(alone: tuple[Path, Reloader]) -> None:
+def test_the_activator_refuses_a_larger_body_without_holding_it(
+    alone: tuple[Path, ScaleToZeroThreads],
+) -> None:
     path, reloader = alone
     status, headers, body = direct_post(path, BODY_LIMIT + 1, timeout_s=PROMPT_S)
     assert status == 413 and "Retry-After" not in headers
@@ -248,7 +222,7 @@ def test_the_activator_refuses_a_larger_body_without_holding_it(alone: tuple[Pat
     wait_for(lambda: held_threads() == 0, 5, "its thread to end")
 
 
-def test_a_request_without_a_usable_length_is_refused(alone: tuple[Path, Reloader]) -> None:
+def test_a_request_without_a_usable_length_is_refused(alone: tuple[Path, ScaleToZeroThreads]) -> None:
     path, reloader = alone
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(PROMPT_S)
@@ -296,13 +270,14 @@ def refused_port() -> int:
     return port
 
 
-def offer(reloader: Reloader, ports: list[int]) -> None:
+def offer(reloader: ScaleToZeroThreads, ports: list[int]) -> None:
+    """Copies at these loopback ports, some of which no Backend runs on."""
     endpoints = [Endpoint("127.0.0.1", port) for port in ports]
-    reloader.upstream.offer(render_nginx_conf(NginxSettings(scale_to_zero=ZERO), endpoints))
+    reloader.upstream.offer(render_nginx_conf(NginxSettings(scale_to_zero=reloader.zero), endpoints))
 
 
 def test_a_held_request_goes_on_to_the_next_copy_only_when_the_first_refused_the_connection(
-    alone: tuple[Path, Reloader], start_backends: Callable[..., list[Backend]]
+    alone: tuple[Path, ScaleToZeroThreads], start_backends: Callable[..., list[Backend]]
 ) -> None:
     path, reloader = alone
     (backend,) = start_backends("woken-0")
@@ -313,7 +288,7 @@ def test_a_held_request_goes_on_to_the_next_copy_only_when_the_first_refused_the
 
 
 def test_a_held_request_that_reached_a_copy_is_never_sent_to_another(
-    alone: tuple[Path, Reloader], start_backends: Callable[..., list[Backend]]
+    alone: tuple[Path, ScaleToZeroThreads], start_backends: Callable[..., list[Backend]]
 ) -> None:
     """Two requests over a silent copy and a good one: the upstream's round robin starts each at another
     copy, so one of them meets the silent copy first. It gets 502 and goes nowhere else."""

@@ -5,50 +5,25 @@ timeout a held request gets 503 with Retry-After. The reloader's threads are run
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 
 from scaledapi_operator.nginx_conf import NginxSettings, render_nginx_conf
-from scaledapi_proxy.zero import ACTIVATOR_SOCKET, ACTIVITY_SOCKET, Activator, Activity, ScaleToZero, Upstream
-from tests.integration.itest_support import Backend, Nginx, let_workers_reach, wait_for
+from scaledapi_proxy.zero import ScaleToZero
+from tests.integration.itest_support import Backend, Nginx, ScaleToZeroThreads, wait_for
 
 ZERO = ScaleToZero(idle_seconds=5, wake_timeout_seconds=3)
 
 
-class Reloader:
-    """The activity and activator threads of scaledapi_proxy.main.Reloader, on nginx's runtime dir."""
-
-    def __init__(self, runtime: Path) -> None:
-        self.stopping = threading.Event()
-        self.activity = Activity()
-        self.woken = threading.Event()
-        self.activity.listeners.append(self.woken.set)
-        self.upstream = Upstream()
-        self.activator = Activator(
-            str(runtime / ACTIVATOR_SOCKET), self.activity, self.upstream, lambda: ZERO.wake_timeout_seconds
-        )
-        for target in (
-            lambda: self.activity.receive(str(runtime / ACTIVITY_SOCKET), self.stopping),
-            lambda: self.activator.serve(self.stopping),
-        ):
-            threading.Thread(target=target, daemon=True).start()
-        wait_for(lambda: (runtime / ACTIVATOR_SOCKET).exists(), 5, "the activator's socket")
-
-
 @pytest.fixture
-def asleep(start_nginx: Callable[..., Nginx]) -> Iterator[tuple[Nginx, Reloader]]:
-    nginx = start_nginx([], scale_to_zero=ZERO)
-    runtime = Path(nginx.settings.runtime_dir)
-    let_workers_reach(runtime)
-    reloader = Reloader(runtime)
-    yield nginx, reloader
-    reloader.stopping.set()
+def asleep(
+    start_asleep: Callable[[ScaleToZero], tuple[Nginx, ScaleToZeroThreads]],
+) -> tuple[Nginx, ScaleToZeroThreads]:
+    return start_asleep(ZERO)
 
 
 def get(nginx: Nginx) -> requests.Response:
@@ -56,7 +31,7 @@ def get(nginx: Nginx) -> requests.Response:
 
 
 def test_held_requests_are_answered_by_the_first_ready_copy(
-    asleep: tuple[Nginx, Reloader], start_backends: Callable[..., list[Backend]]
+    asleep: tuple[Nginx, ScaleToZeroThreads], start_backends: Callable[..., list[Backend]]
 ) -> None:
     nginx, reloader = asleep
     (backend,) = start_backends("woken-0")
@@ -75,7 +50,7 @@ def test_held_requests_are_answered_by_the_first_ready_copy(
     print(f"50 held requests answered {time.monotonic() - started:.2f}s after they were sent")
 
 
-def test_each_request_through_nginx_is_seen_as_activity(asleep: tuple[Nginx, Reloader]) -> None:
+def test_each_request_through_nginx_is_seen_as_activity(asleep: tuple[Nginx, ScaleToZeroThreads]) -> None:
     nginx, reloader = asleep
     reloader.upstream.offer("")  # no servers: the request waits out the timeout
     answer = get(nginx)
