@@ -168,6 +168,17 @@ def wait_config_applied(ns: str, name: str, timeout: float = 60.0) -> str:
     )
 
 
+def wait_ready(ns: str, name: str, timeout: float = 180.0, interval: float = 1.0) -> None:
+    """Wait until the ScaledApi's Ready condition is True."""
+    kube.wait_for(
+        lambda: (kube.condition(get(ns, name), "Ready") or {}).get("status") == "True",
+        timeout,
+        interval,
+        what=f"{ns}/{name} to be Ready",
+        describe=lambda: describe(ns, name),
+    )
+
+
 def wait_observed(ns: str, name: str, timeout: float = 60.0) -> JSON:
     """Wait until status.observedGeneration equals metadata.generation."""
 

@@ -46,13 +46,7 @@ def test_operator_restart_changes_nothing(namespace: str, name: str) -> None:
     sapi.wait_serving(namespace, name, 2)
     sapi.wait_config_applied(namespace, name)
     sapi.wait_observed(namespace, name)
-    kube.wait_for(
-        lambda: (kube.condition(sapi.get(namespace, name), "Ready") or {}).get("status") == "True",
-        60.0,
-        0.5,
-        what="the ScaledApi to be Ready",
-        describe=lambda: sapi.describe(namespace, name),
-    )
+    sapi.wait_ready(namespace, name, timeout=60.0, interval=0.5)
 
     before = children(namespace, name)
     for kind_name in (

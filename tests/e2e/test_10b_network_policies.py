@@ -42,13 +42,7 @@ def answers(ns: str, client: str, address: str) -> bool:
 
 
 def wait_ready(ns: str, name: str) -> None:
-    kube.wait_for(
-        lambda: (kube.condition(sapi.get(ns, name), "Ready") or {}).get("status") == "True",
-        180.0,
-        1.0,
-        what=f"{ns}/{name} to be Ready",
-        describe=lambda: sapi.describe(ns, name),
-    )
+    sapi.wait_ready(ns, name)
     sapi.wait_config_applied(ns, name)
 
 

@@ -35,13 +35,7 @@ def forged_slice(ns: str, name: str, port: int) -> kube.JSON:
 
 def test_a_forged_endpoint_slice_feeds_nginx_nothing(namespace: str, name: str) -> None:
     kube.apply(sapi.manifest(namespace, replicas=2, node_port=None))
-    kube.wait_for(
-        lambda: (kube.condition(sapi.get(namespace, name), "Ready") or {}).get("status") == "True",
-        180.0,
-        1.0,
-        what=f"{namespace}/{name} to be Ready",
-        describe=lambda: sapi.describe(namespace, name),
-    )
+    sapi.wait_ready(namespace, name)
     port = int(sapi.load_sample()["spec"]["backend"].get("port", 5252))
     kube.apply(forged_slice(namespace, name, port))
 
