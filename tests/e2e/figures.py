@@ -26,14 +26,15 @@ def _with_text_keys(value: Any) -> Any:
 NO_ANSWER = "(no answer)"
 
 
-def stats(values: Sequence[float]) -> dict[str, Any]:
-    """Median and worst (max) of durations in seconds, rounded to ms, with the raw values."""
+def stats(values: Sequence[float], with_values: bool = True) -> dict[str, Any]:
+    """Median and worst (max) of durations in seconds, rounded to ms, with the raw values unless
+    ``with_values`` is False (hundreds of them would drown the report)."""
     if not values:
         return {"count": 0}
-    return {
+    summary = {
         "count": len(values),
         "median_s": round(statistics.median(values), 3),
         "worst_s": round(max(values), 3),
         "best_s": round(min(values), 3),
-        "values_s": [round(v, 3) for v in values],
     }
+    return {**summary, "values_s": [round(v, 3) for v in values]} if with_values else summary
